@@ -1,0 +1,146 @@
+"""The benchmark table: every method trained on one split and scored on another, one row each.
+
+    python benchmarks/nuaa_sirst.py                       # NUAA-SIRST 50/50, all methods
+    python benchmarks/nuaa_sirst.py --only heatmap-seed   # one row (others kept from the JSON)
+    python benchmarks/nuaa_sirst.py --data DIR --train-split A.txt --test-split B.txt --name mydata
+
+Validation is carved from the training split (never the test split). Writes
+benchmarks/results/<name>.md (the table), <name>.json (all figures) and pr_<name>_<method>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pinpoint.config import TrainConfig
+from pinpoint.detect import make_detector
+from pinpoint.evaluate import evaluate_dataset
+from pinpoint.files import write_text
+from pinpoint.models.registry import count_parameters, create_model
+from pinpoint.train import train
+from pinpoint.viz import plot_pr
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
+
+# name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
+METHODS: dict[str, dict] = {
+    "tophat": {"classical": "tophat", "note": "white top-hat 9x9, threshold mean + 6 std"},
+    "local-contrast": {"classical": "local-contrast", "note": "multiscale patch contrast (MPCM-style), scales 3-9"},
+    "regression-seed": {"train": dict(model="regression", img_size=256, epochs=30, batch=16, lr=1e-3, lr_step=10),
+                        "note": "seed: tiny CNN, one point per image, MSE"},
+    "heatmap-seed": {"train": dict(model="heatmap", img_size=256, sigma=10.0, loss="mse", epochs=30, batch=16, lr=1e-3, lr_step=10),
+                     "note": "seed: 256x256 resize, gaussian sigma 10 (radius 30), MSE, step lr"},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--train-split", help="default: DATA/splits/50_50/train.txt")
+    parser.add_argument("--test-split", help="default: DATA/splits/50_50/test.txt")
+    parser.add_argument("--name", default="nuaa_sirst", help="name of the result files")
+    parser.add_argument("--only", nargs="+", choices=sorted(METHODS), help="run these rows, keep the others from the last JSON")
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"), help="folder for the training runs")
+    parser.add_argument("--reuse", action="store_true", help="reuse a finished run's best.pt instead of training again")
+    args = parser.parse_args()
+
+    data = Path(args.data)
+    if not (data / "images").is_dir():
+        print(f"no dataset at {data} (expected images/ and labels/)", file=sys.stderr)
+        return 2
+    train_split = Path(args.train_split or data / "splits" / "50_50" / "train.txt")
+    test_split = Path(args.test_split or data / "splits" / "50_50" / "test.txt")
+    results_dir = ROOT / "benchmarks" / "results"
+    json_path = results_dir / f"{args.name}.json"
+    rows = json.loads(json_path.read_text()) if json_path.is_file() and args.only else {}
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+
+    for name in args.only or list(METHODS):
+        recipe = METHODS[name]
+        print(f"== {name}", flush=True)
+        row: dict = {"note": recipe["note"]}
+        if "classical" in recipe:
+            detector_args = (None, recipe["classical"])
+            row.update(params=0, gflops=math.nan, train_minutes=0.0)
+        else:
+            run = Path(args.work) / args.name / name
+            cfg = TrainConfig(data=str(data), split=str(train_split), out=str(run), progress=False, **recipe["train"])
+            if not (args.reuse and (run / "best.pt").is_file()):
+                started = time.time()
+                train(cfg)
+                row["train_minutes"] = (time.time() - started) / 60
+            else:
+                row["train_minutes"] = rows.get(name, {}).get("train_minutes", math.nan)
+            model = create_model(cfg.model, **cfg.model_args)
+            row.update(params=count_parameters(model), gflops=count_gflops(model))
+            detector_args = (str(run / "best.pt"), None)
+        detector = make_detector(*detector_args, device="cpu")
+        results = evaluate_dataset(data, test_split, weights=detector_args[0], method=detector_args[1], distances=(3.0, 5.0), device="cpu")
+        row["ms_per_image"] = time_per_image(detector, data, test_split)
+        row["scores"] = {f"{d:g}px": s.to_dict() for d, s in results.items()}
+        curve = results[3.0].pr_curve
+        plot_pr({name: (curve.recall, curve.precision, results[3.0].AP)}, results_dir / f"pr_{args.name}_{name}.png",
+                title=f"{name} on {args.name} (3 px)")
+        rows[name] = row
+        write_text(json_path, json.dumps(rows, indent=2) + "\n")
+        write_text(results_dir / f"{args.name}.md", table(rows, args, data, train_split, test_split))
+        print(table({name: row}, args, data, train_split, test_split), flush=True)
+    print(f"table: {results_dir / (args.name + '.md')}")
+    return 0
+
+
+def count_gflops(model: torch.nn.Module, size: int = 256) -> float:
+    """Multiply-adds x 2 for one 1 x size x size image, counted by PyTorch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def time_per_image(detector, data: Path, split: Path, repeats: int = 1) -> float:
+    """Median wall time of predict() on the test images (read from disk beforehand), in ms."""
+    from pinpoint.data.dataset import load_samples
+
+    images = [s.image for s in load_samples(data, split)]
+    detector.predict(images[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        for image in images:
+            started = time.perf_counter()
+            detector.predict(image)
+            times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+def table(rows: dict, args, data: Path, train_split: Path, test_split: Path) -> str:
+    def f(value, digits):
+        return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+    lines = [f"# Benchmark: {args.name}", "",
+             f"Data `{data.name}`, trained on `{train_split.name}` of `{train_split.parent.name}` (validation carved from it), "
+             f"scored on `{test_split.name}`; one-to-one matching within 3 px (and 5 px). "
+             f"Reproduce: `python benchmarks/nuaa_sirst.py`. CPU: {torch.get_num_threads()} threads.", "",
+             "| method | Pd@3 | prec@3 | F1@3 | FA/img@3 | Fa@3 (1e-6) | loc err px | AP@3 | Pd@5 | F1@5 | AP@5 | params | GFLOPs@256 | CPU ms/img | train min | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        s3, s5 = row["scores"]["3px"], row["scores"]["5px"]
+        lines.append(" | ".join([f"| {name}", f(s3["Pd"], 4), f(s3["precision"], 4), f(s3["F1"], 4), f(s3["false_alarms_per_image"], 3),
+                                 f(s3["Fa_e6"], 2), f(s3["loc_error_px"], 3), f(s3["AP"], 4), f(s5["Pd"], 4), f(s5["F1"], 4), f(s5["AP"], 4),
+                                 f"{row['params']:,}", f(row["gflops"], 3), f(row["ms_per_image"], 1), f(row["train_minutes"], 1),
+                                 row["note"] + " |"]))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Points <-> heatmaps, apart from any network (the codec of the heatmap models).
+
+encode: a gaussian of width `sigma` at each point's exact fractional position, overlapping
+gaussians merged by maximum (CenterNet), so every target peaks at 1.0 however close its neighbour.
+decode: a 3x3 max-pool keeps local maxima (NMS), top-k and a score threshold keep the
+confident ones, and an optional sub-pixel step (refine.py) moves each peak off the pixel grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pinpoint.codecs.refine import refine_peaks
+
+
+def encode(xy: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
+    """Render the training target of one image: (H, W) float32 in [0, 1].
+
+    Each gaussian is evaluated only within 4 sigma of its centre (values past that are < 4e-4)
+    and clipped by the image border, so a target at the edge keeps its exact centre.
+    """
+    height, width = size
+    heatmap = np.zeros((height, width), dtype=np.float32)
+    radius = max(int(np.ceil(4 * sigma)), 1)
+    for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2):
+        cx, cy = int(round(x)), int(round(y))
+        x0, x1 = max(cx - radius, 0), min(cx + radius + 1, width)
+        y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gx = np.exp(-((np.arange(x0, x1) - x) ** 2) / (2 * sigma**2))
+        gy = np.exp(-((np.arange(y0, y1) - y) ** 2) / (2 * sigma**2))
+        np.maximum(heatmap[y0:y1, x0:x1], np.outer(gy, gx).astype(np.float32), out=heatmap[y0:y1, x0:x1])
+    return heatmap
+
+
+def find_peaks(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1,
+               nms_kernel: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local maxima of a batch of heatmaps (B, 1, H, W), all images at once.
+
+    Returns (xy (B, K, 2) integer pixel positions as float, scores (B, K), keep (B, K) bool):
+    K = min(top_k, H*W); `keep` marks peaks scoring at least `threshold`, sorted by score within each image.
+    """
+    batch, _, height, width = heatmap.shape
+    # A pixel is a peak when the max-pool of its own window points back at it. Pooling reports
+    # the first maximum in raster order, so a plateau (two pixels of equal height, as a gaussian
+    # centred exactly between them or a saturated sigmoid gives) yields one peak, not several.
+    _, argmax = F.max_pool2d(heatmap, nms_kernel, stride=1, padding=nms_kernel // 2, return_indices=True)
+    own_index = torch.arange(height * width, device=heatmap.device).view(1, 1, height, width)
+    peaks = torch.where(argmax == own_index, heatmap, torch.zeros_like(heatmap)).flatten(1)
+    scores, index = peaks.topk(min(top_k, height * width), dim=1)
+    # float16 holds whole numbers exactly only up to 2048 (bfloat16: 256), so positions get at least float32.
+    position_dtype = torch.promote_types(heatmap.dtype, torch.float32)
+    xy = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=-1).to(position_dtype)
+    return xy, scores, (scores >= threshold) & (scores > 0)
+
+
+def decode(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1, nms_kernel: int = 3,
+           subpixel: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Turn a batch of heatmaps (B, 1, H, W) into per-image (xy (N, 2) pixels, scores (N,)) in the heatmap's frame."""
+    xy, scores, keep = find_peaks(heatmap, top_k, threshold, nms_kernel)
+    # numpy has no bfloat16: every tensor is widened before it leaves torch.
+    maps = heatmap[:, 0].detach().cpu().to(torch.promote_types(heatmap.dtype, torch.float32)).numpy()
+    xy, scores, keep = xy.cpu().double().numpy(), scores.detach().cpu().double().numpy(), keep.cpu().numpy()
+    results = []
+    for b in range(len(maps)):
+        points, point_scores = xy[b][keep[b]], scores[b][keep[b]]
+        if subpixel and len(points):
+            points = refine_peaks(maps[b], points)
+        results.append((points, point_scores))
+    return results

@@ -1,0 +1,60 @@
+"""Training settings: the one place where defaults and their types live.
+
+A run's TrainConfig is saved inside every checkpoint, and the parts inference needs
+(preprocessing and decoding) are copied out so that a checkpoint alone is enough to predict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = ""  # folder with images/ and labels/
+    split: str | None = None  # file of training stems; None = every image in the folder
+    val_split: str | None = None  # file of validation stems; None = carve val_fraction out of the training stems
+    val_fraction: float = 0.1  # used only when val_split is None
+    out: str = "runs/train"  # run folder: checkpoints, log.csv, loss.png
+    # model
+    model: str = "heatmap"  # a name from pinpoint.models.registry.MODELS
+    model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments
+    # geometry: either every image resized to img_size x img_size (the seed recipe),
+    # or crops of crop_size at native resolution (img_size = 0), with inference at native size
+    img_size: int = 256
+    crop_size: int = 128
+    crop_on_target: float = 0.7  # share of crops centred near a target, the rest random
+    # augmentation
+    flip: bool = True  # left-right and up-down flips
+    rot90: bool = False  # random quarter turns
+    intensity_jitter: float = 0.0  # random gain/offset/gamma strength, 0 = off
+    # target and loss
+    sigma: float = 10.0  # gaussian width in model-input pixels (the seed's radius 30 is sigma ~10)
+    loss: str = "mse"  # "mse" or "weighted-mse" (targets' pixels weighted up against the background)
+    # optimisation
+    epochs: int = 30
+    batch: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "step"  # "step" (x lr_gamma every lr_step epochs) or "cosine"
+    lr_step: int = 10
+    lr_gamma: float = 0.1
+    seed: int = 0
+    workers: int = 0  # DataLoader worker processes; 0 loads in the main process
+    device: str = "auto"  # auto | cpu | cuda | cuda:i
+    # decoding (stored in the checkpoint as the defaults of detect)
+    threshold: float = 0.3  # minimal peak score; replaced by the best validation F1 threshold when tune_threshold
+    tune_threshold: bool = True
+    top_k: int = 100
+    match_px: float = 3.0  # distance at which validation counts a hit
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,121 @@
+"""The label format, read and written in one place.
+
+A label file holds the number of targets N on line 1, then N lines `x y` with x = column / W
+and y = row / H (pixel-index convention: the centre of pixel (row i, column j) is (x=j, y=i)).
+Predictions add a third column, the score. `0` alone is a valid file: an image with no target.
+Windows line endings, a UTF-8 byte-order mark and trailing blank lines are accepted; anything
+else that is off raises InputError naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pinpoint.errors import InputError
+from pinpoint.files import write_text
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Points of one image in normalised coordinates; `scores` is None for ground truth."""
+
+    xy: np.ndarray  # (N, 2) float64, x = column / W, y = row / H, each in [0, 1]
+    scores: np.ndarray | None = None  # (N,) float64 for predictions
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+def parse_labels(text: str, source: str = "<labels>") -> Labels:
+    """Parse the text of a label file; `source` names it in error messages."""
+    lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise InputError(f"{source}: empty label file (expected a target count on line 1)")
+    first = lines[0].strip()
+    try:
+        count = int(first)
+    except ValueError:
+        raise InputError(f"{source}:1: target count must be a whole number, got {first!r}") from None
+    if count < 0:
+        raise InputError(f"{source}:1: target count must not be negative, got {count}")
+    body = lines[1:]
+    if len(body) != count:
+        raise InputError(f"{source}:1: count says {count} target(s) but the file has {len(body)} point line(s)")
+
+    xy = np.zeros((count, 2), dtype=np.float64)
+    scores = np.zeros(count, dtype=np.float64)
+    columns = None
+    for index, line in enumerate(body):
+        lineno = index + 2
+        fields = line.replace(",", " ").split()
+        if len(fields) not in (2, 3):
+            what = "an empty line" if not fields else f"{len(fields)} values"
+            raise InputError(f"{source}:{lineno}: expected 'x y' or 'x y score', got {what}")
+        if columns is None:
+            columns = len(fields)
+        elif len(fields) != columns:
+            raise InputError(f"{source}:{lineno}: expected {columns} values like the lines above, got {len(fields)}")
+        values = []
+        for field in fields:
+            try:
+                value = float(field)
+            except ValueError:
+                raise InputError(f"{source}:{lineno}: not a number: {field!r}") from None
+            if not math.isfinite(value):
+                raise InputError(f"{source}:{lineno}: value must be finite, got {field!r}")
+            values.append(value)
+        for name, value in zip("xy", values[:2]):
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{source}:{lineno}: {name} = {value:g} is outside [0, 1] (coordinates are normalised by the image size)")
+        xy[index] = values[:2]
+        if columns == 3:
+            scores[index] = values[2]
+    return Labels(xy, scores if columns == 3 else None)
+
+
+def read_labels(path: str | os.PathLike) -> Labels:
+    """Read one label file; every problem is an InputError naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: label file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read label file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (label files are plain text)") from None
+    return parse_labels(text, str(path))
+
+
+def format_labels(xy: np.ndarray, scores: np.ndarray | None = None) -> str:
+    """The text of a label file; coordinates are clipped into [0, 1] and written with 6 decimals."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    # Refuse rather than write 'nan', which read_labels would then reject: the bug is the caller's.
+    if not np.isfinite(xy).all():
+        raise ValueError("label coordinates must be finite")
+    xy = np.clip(xy, 0.0, 1.0)
+    lines = [str(len(xy))]
+    if scores is None:
+        lines += [f"{x:.6f} {y:.6f}" for x, y in xy]
+    else:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(scores) != len(xy):
+            raise ValueError(f"{len(xy)} points but {len(scores)} scores")
+        if not np.isfinite(scores).all():
+            raise ValueError("scores must be finite")
+        lines += [f"{x:.6f} {y:.6f} {s:.6f}" for (x, y), s in zip(xy, scores)]
+    return "\n".join(lines) + "\n"
+
+
+def write_labels(path: str | os.PathLike, xy: np.ndarray, scores: np.ndarray | None = None) -> None:
+    """Atomically write a label file (normalised `xy`, optional `scores`)."""
+    write_text(path, format_labels(xy, scores))

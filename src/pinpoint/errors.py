@@ -1,0 +1,9 @@
+"""The one exception users should see: bad input, said in one line that names the file."""
+
+
+class InputError(ValueError):
+    """A file the user gave us is missing, unreadable or malformed.
+
+    The message is a single line that starts with the file's path (and line number
+    where one applies), so the CLI can print it as is instead of a traceback.
+    """

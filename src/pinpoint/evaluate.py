@@ -1,0 +1,50 @@
+"""Score a dataset: ground truth from labels/, predictions from label files, a checkpoint or a classical method."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from pinpoint.data.dataset import dataset_stems, load_sample
+from pinpoint.data.labels import read_labels
+from pinpoint.errors import InputError
+from pinpoint.metrics import Evaluator, Scores
+from pinpoint.points import Points
+
+RANKING_FLOOR = 0.01  # lowest peak score kept for AP and PR curves
+
+
+def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = None, *, pred_dir: str | None = None,
+                     weights: str | None = None, method: str | None = None, conf: float | None = None,
+                     distances: Iterable[float] = (3.0,), device: str = "auto") -> dict[float, Scores]:
+    """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
+
+    With `pred_dir`, predicted label files are read (scores in the 3rd column; `conf` cuts them);
+    otherwise the checkpoint or classical method is run on each image. The headline numbers use
+    the detector's own threshold (or `conf`); AP and the PR curve rank every peak down to
+    RANKING_FLOOR, so that they describe the model rather than one operating point.
+    """
+    detector = None
+    cut = conf
+    if pred_dir is None:
+        from pinpoint.detect import make_detector
+
+        detector = make_detector(weights, method, device)
+        cut = detector.threshold if conf is None else conf
+    evaluator = Evaluator(thresholds=tuple(distances), score_threshold=cut)
+    for stem in dataset_stems(data, split):
+        sample = load_sample(data, stem)
+        size = sample.image.shape
+        truth = Points(sample.xy, np.ones(len(sample.xy)), size)
+        if detector is None:
+            path = Path(pred_dir) / f"{stem}.txt"
+            if not path.is_file():
+                raise InputError(f"{path}: no prediction for image {stem}")
+            pred = Points.from_labels(read_labels(path), size)
+        else:
+            pred = detector.predict(sample.image, min(cut, RANKING_FLOOR))
+        evaluator.add(pred, truth)
+    return evaluator.result()

@@ -1,0 +1,85 @@
+"""A short training on synthetic spots: the loss falls, the schedule steps, the checkpoint alone finds the targets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pinpoint
+from pinpoint.config import TrainConfig
+from pinpoint.evaluate import evaluate_dataset
+from pinpoint.train import split_stems, train
+
+
+@pytest.fixture(scope="module")
+def heatmap_run(spot_data: Path, tmp_path_factory) -> Path:
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
+                      out=str(tmp_path_factory.mktemp("run")), model="heatmap", img_size=0, crop_size=64, sigma=1.5,
+                      loss="weighted-mse", epochs=15, batch=8, lr=3e-3, lr_step=10, lr_gamma=0.1, progress=False)
+    return train(cfg)
+
+
+def read_log(run: Path) -> list[dict[str, float]]:
+    with open(run / "log.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_training_lowers_the_loss_and_writes_its_outputs(heatmap_run: Path) -> None:
+    log = read_log(heatmap_run)
+    assert len(log) == 15
+    assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
+    assert log[-1]["val_loss"] < log[0]["val_loss"]
+    for name in ("best.pt", "last.pt", "log.csv", "loss.png", "config.json"):
+        assert (heatmap_run / name).stat().st_size > 0
+    assert not list(heatmap_run.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_step_schedule_really_steps(heatmap_run: Path) -> None:
+    lrs = [row["lr"] for row in read_log(heatmap_run)]
+    assert lrs[0] == pytest.approx(3e-3) and lrs[9] == pytest.approx(3e-3)
+    assert lrs[10] == pytest.approx(3e-4) and lrs[-1] == pytest.approx(3e-4)
+
+
+def test_checkpoint_alone_finds_the_planted_targets(heatmap_run: Path, spot_data: Path) -> None:
+    ckpt = torch.load(heatmap_run / "best.pt", weights_only=False)
+    assert ckpt["model_name"] == "heatmap" and ckpt["config"]["sigma"] == 1.5
+    assert 0.01 <= ckpt["inference"]["threshold"] <= 1.0  # tuned on the validation split
+    scores = evaluate_dataset(spot_data, spot_data / "test.txt", weights=str(heatmap_run / "best.pt"), distances=(3.0,), device="cpu")[3.0]
+    assert scores.targets > 0
+    assert scores.Pd >= 0.9 and scores.precision >= 0.9
+    assert scores.loc_error_px < 0.5
+
+
+def test_python_api_predicts_on_arrays_and_paths(heatmap_run: Path, spot_data: Path) -> None:
+    detector = pinpoint.load(heatmap_run / "best.pt", device="cpu")
+    path = sorted((spot_data / "images").iterdir())[-1]
+    from_path = detector.predict(path)
+    import cv2
+
+    from_array = detector.predict(cv2.imread(str(path)))  # BGR uint8
+    assert len(from_path) >= 1
+    np.testing.assert_allclose(from_path.xy, from_array.xy, atol=1e-6)
+    assert from_path.image_size == (64, 64)
+    assert (from_path.score >= detector.threshold).all()
+
+
+def test_regression_model_trains(spot_data: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
+                      out=str(tmp_path), model="regression", img_size=64, epochs=6, batch=8, lr=3e-3, progress=False)
+    run = train(cfg)
+    log = read_log(run)
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    points = pinpoint.load(run / "best.pt", device="cpu").predict(sorted((spot_data / "images").iterdir())[0])
+    assert len(points) == 1 and points.image_size == (64, 64)
+
+
+def test_validation_is_carved_from_training_when_not_given(spot_data: Path) -> None:
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_fraction=0.25, seed=3)
+    train_stems, val_stems = split_stems(cfg)
+    assert len(val_stems) == 9 and len(train_stems) == 27
+    assert not set(train_stems) & set(val_stems)
+    assert split_stems(cfg) == (train_stems, val_stems)  # seeded
