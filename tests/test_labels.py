@@ -1,4 +1,4 @@
-"""The label format: what round trips, what is tolerated, and the one-line error for each bad input."""
+"""The label format (and Points, its pixel-frame twin): what round trips, what is tolerated, the one-line error for each bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pinpoint.data.labels import Labels, format_labels, parse_labels, read_labels, write_labels
 from pinpoint.errors import InputError
+from pinpoint.points import Points
 
 
 def _write(path: Path, content: str | bytes) -> Path:
@@ -207,3 +208,59 @@ def test_generated_valid_file_round_trips(tmp_path: Path, points: list, with_sco
         np.testing.assert_allclose(labels.scores, scores, atol=5e-7, rtol=0)
     else:
         assert labels.scores is None
+
+
+# ---------------------------------------------------------------- Points: the same labels in pixels
+
+
+def test_points_from_labels_scale_by_width_and_height() -> None:
+    points = Points.from_labels(Labels(np.array([[0.5, 0.25], [0.0, 1.0]])), (40, 100))
+    np.testing.assert_array_equal(points.xy, [[50.0, 10.0], [0.0, 40.0]])
+    np.testing.assert_array_equal(points.score, [1.0, 1.0])
+    assert points.image_size == (40, 100)
+    with_scores = Points.from_labels(Labels(np.array([[0.5, 0.5]]), np.array([0.3])), (10, 10))
+    np.testing.assert_array_equal(with_scores.score, [0.3])
+
+
+def test_points_xy_norm() -> None:
+    points = Points(np.array([[32.0, 12.0], [16.0, 6.0]]), np.array([0.9, 0.1]), (24, 64))
+    np.testing.assert_array_equal(points.xy_norm, [[0.5, 0.5], [0.25, 0.25]])
+
+
+def test_points_boolean_mask_and_index() -> None:
+    points = Points(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([0.9, 0.2, 0.6]), (10, 20))
+    confident = points[points.score > 0.5]
+    assert isinstance(confident, Points)
+    np.testing.assert_array_equal(confident.xy, [[1.0, 2.0], [5.0, 6.0]])
+    np.testing.assert_array_equal(confident.score, [0.9, 0.6])
+    assert confident.image_size == (10, 20)
+    none = points[points.score > 1.0]
+    assert len(none) == 0 and none.xy.shape == (0, 2)
+    single = points[1]
+    assert single.xy.shape == (1, 2) and single.xy.tolist() == [[3.0, 4.0]] and single.score.tolist() == [0.2]
+
+
+def test_points_reject_mismatched_scores() -> None:
+    with pytest.raises(ValueError):
+        Points(np.zeros((3, 2)), np.zeros(2), (5, 5))
+
+
+def test_points_save_and_read_back(tmp_path: Path) -> None:
+    size = (480, 640)
+    points = Points(np.array([[12.25, 400.5], [639.0, 0.0], [320.125, 240.875]]), np.array([0.95, 0.5, 0.125]), size)
+    points.save(tmp_path / "pred.txt")
+    labels = read_labels(tmp_path / "pred.txt")
+    again = Points.from_labels(labels, size)
+    np.testing.assert_allclose(again.xy, points.xy, atol=5e-7 * 640, rtol=0)
+    np.testing.assert_allclose(again.score, points.score, atol=5e-7, rtol=0)
+
+
+SIRST = Path(__file__).resolve().parents[2] / "shared" / "data" / "NUAA-SIRST"
+
+
+@pytest.mark.skipif(not (SIRST / "labels").is_dir(), reason="NUAA-SIRST not present beside the project")
+def test_every_real_label_file_parses() -> None:
+    files = sorted((SIRST / "labels").glob("*.txt"))
+    assert len(files) > 100
+    counts = [len(read_labels(path)) for path in files]
+    assert min(counts) >= 1  # every SIRST image shows at least one target

@@ -39,6 +39,7 @@ from pinpoint.annotate.store import AnnotationStore, Predictor, RequestError, ch
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1_000_000  # 10,000 points as JSON take about 400 kB
+DRAIN_BYTES = 8_000_000  # a refused body up to this size is read and dropped, so the client sees the answer
 PNG_CACHE_ENTRIES = 16  # rendered frames kept, so going back and forth costs no new decode
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -201,7 +202,8 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError(400, f"bad Content-Length {length_text!r}")
         if length > MAX_BODY_BYTES:
-            self.close_connection = True  # the body stays unread: the connection cannot be reused
+            self.close_connection = True
+            self._discard(length)
             raise RequestError(413, f"body of {length} bytes is over the {MAX_BODY_BYTES} byte limit")
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         body = self.rfile.read(length)
@@ -211,6 +213,17 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise RequestError(400, f"body is not valid JSON: {exc}") from None
+
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body: closing on unread data resets the connection, and the
+        client would get no answer. Past DRAIN_BYTES the connection is just closed."""
+        if length > DRAIN_BYTES:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                return
+            length -= len(chunk)
 
     # ----- responses -------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pinpoint.codecs.refine import refine_peaks
+from pinpoint.codecs.refine import refine_peaks_batch
 
 
 def encode(xy: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
@@ -64,10 +64,13 @@ def decode(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1, nms_
     # numpy has no bfloat16: every tensor is widened before it leaves torch.
     maps = heatmap[:, 0].detach().cpu().to(torch.promote_types(heatmap.dtype, torch.float32)).numpy()
     xy, scores, keep = xy.cpu().double().numpy(), scores.detach().cpu().double().numpy(), keep.cpu().numpy()
-    results = []
-    for b in range(len(maps)):
-        points, point_scores = xy[b][keep[b]], scores[b][keep[b]]
-        if subpixel and len(points):
-            points = refine_peaks(maps[b], points)
-        results.append((points, point_scores))
-    return results
+    # Every kept peak of every image in one array (row-major, so each image's peaks stay sorted by score),
+    # refined together, then cut back into images.
+    if not len(maps):
+        return []
+    image_index, slot = np.nonzero(keep)
+    points, point_scores = xy[image_index, slot], scores[image_index, slot]
+    if subpixel and len(points):
+        points = refine_peaks_batch(maps, image_index, points)
+    cuts = np.cumsum(keep.sum(axis=1))[:-1]
+    return list(zip(np.split(points, cuts), np.split(point_scores, cuts)))

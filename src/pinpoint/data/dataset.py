@@ -3,6 +3,10 @@
 Layout: DIR/images/NAME.{png,jpg,bmp,tif} beside DIR/labels/NAME.txt, optionally restricted by
 a split file of stems. Labels are normalised, so an image and its label agree whatever size the
 image is read or resized to.
+
+A bad file (an image that cannot be decoded, a malformed label, a label without its image) stops
+loading with an InputError naming it, unless the caller passes a `skipped` list: then the file is
+left out and its one-line reason appended there, so a long run can go on and report them at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from pinpoint.codecs.heatmap import encode
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
-from pinpoint.data.images import find_image, list_images, read_image
+from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
 
@@ -48,16 +52,30 @@ def read_split(path: str | os.PathLike) -> list[str]:
     return stems
 
 
-def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None = None) -> list[str]:
-    """The stems of a dataset: those of the split file, or every image in DIR/images."""
+def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None = None,
+                  skipped: list[str] | None = None) -> list[str]:
+    """The stems of a dataset: those of the split file, or every image in DIR/images.
+
+    Without a split file the folder is the dataset, so whatever in it cannot be used is an error
+    rather than silently left out: a label with no image (a renamed or missing image) and an entry
+    named like an image that is not a readable file. With `skipped` a list, they are recorded there.
+    """
     data_dir = Path(data_dir)
     if not (data_dir / "images").is_dir():
         raise InputError(f"{data_dir}: no images/ folder (expected DIR/images and DIR/labels)")
     if split is not None:
         return read_split(split)
-    stems = [p.stem for p in list_images(data_dir / "images")]
+    images = data_dir / "images"
+    stems = [p.stem for p in list_images(images)]
+    problems = [f"{p}: not a readable file (a folder or a broken link named like an image)"
+                for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file()]
+    if (data_dir / "labels").is_dir():
+        known = set(stems)
+        problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
+                     for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known]
+    _report(problems, skipped)
     if not stems:
-        raise InputError(f"{data_dir / 'images'}: no images found")
+        raise InputError(f"{images}: no images found")
     return stems
 
 
@@ -71,8 +89,57 @@ def load_sample(data_dir: str | os.PathLike, stem: str) -> Sample:
     return Sample(stem, image, labels.xy * np.array([width, height], dtype=np.float64), path)
 
 
-def load_samples(data_dir: str | os.PathLike, split: str | os.PathLike | None = None) -> list[Sample]:
-    return [load_sample(data_dir, stem) for stem in dataset_stems(data_dir, split)]
+def load_samples(data_dir: str | os.PathLike, split: str | os.PathLike | None = None,
+                 skipped: list[str] | None = None) -> list[Sample]:
+    """Every sample of a dataset (or split); bad files raise, or are recorded in `skipped` and left out."""
+    return load_stems(data_dir, dataset_stems(data_dir, split, skipped), skipped)
+
+
+def load_stems(data_dir: str | os.PathLike, stems: list[str], skipped: list[str] | None = None) -> list[Sample]:
+    """The samples of `stems`; with `skipped` a list, a bad image or label is recorded there and left out."""
+    samples = []
+    for stem in stems:
+        try:
+            samples.append(load_sample(data_dir, stem))
+        except InputError as exc:
+            _report([str(exc)], skipped)
+    return samples
+
+
+def _report(problems: list[str], skipped: list[str] | None) -> None:
+    """Raise the first problem, or, when the caller collects them, record them all."""
+    if problems and skipped is None:
+        raise InputError(problems[0])
+    if skipped is not None:
+        skipped.extend(problems)
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """This process's share of an epoch's shuffled order, from a given batch on.
+
+    The order is DistributedSampler's: a permutation seeded by (seed + epoch), trimmed to a multiple
+    of the number of processes, rank r taking positions r, r + N, r + 2N, ... With the per-process
+    batch b = global batch / N, process r's k-th batch holds positions k*B + r + N*j, so the N
+    batches of step k together are exactly positions [k*B, (k+1)*B): the global batch one process
+    would draw with the same seed. A resumed run starts at batch `first_batch` of the epoch, which
+    the order being a function of (seed, epoch) alone makes the batch it was at when it stopped.
+    """
+
+    def __init__(self, dataset_size: int, world_size: int, rank: int, seed: int, batch_per_process: int):
+        self.order = torch.utils.data.DistributedSampler(range(dataset_size), num_replicas=world_size, rank=rank,
+                                                         shuffle=True, seed=seed, drop_last=True)
+        self.batch = batch_per_process
+        self.first_batch = 0
+
+    def set_epoch(self, epoch: int, first_batch: int = 0) -> None:
+        self.order.set_epoch(epoch)
+        self.first_batch = first_batch
+
+    def __iter__(self):
+        return iter(list(self.order)[self.first_batch * self.batch:])
+
+    def __len__(self) -> int:
+        return max(len(self.order) - self.first_batch * self.batch, 0)
 
 
 class TrainingSet(torch.utils.data.Dataset):

@@ -5,9 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 from pinpoint.models.heatmap import HeatmapNet
+from pinpoint.models.pinnet import PinNet
 from pinpoint.models.regression import RegressionNet
 
 MODELS: dict[str, type[nn.Module]] = {
+    "pinnet": PinNet,
     "heatmap": HeatmapNet,
     "regression": RegressionNet,
 }

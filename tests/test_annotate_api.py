@@ -1,0 +1,403 @@
+"""The annotation tool's HTTP API, against a real server on a loopback port.
+
+The dataset is built here: a.png (8-bit, 40 x 30, labelled), b.png (16-bit, 64 x 48, dark),
+c.png (whose label file is a link out of the dataset), and an image link out of the dataset.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pinpoint.annotate import make_server
+from pinpoint.annotate.store import MAX_POINTS
+from pinpoint.errors import InputError
+from pinpoint.points import Points
+
+SECRET = "do not touch\n"
+
+
+def make_dataset(root: Path) -> Path:
+    data = root / "ds"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    cv2.imwrite(str(data / "images" / "a.png"), np.full((30, 40), 90, np.uint8))
+    # b: 256 distinct dark 16-bit levels 1000..1255, so a min-max stretch maps level v to v - 1000
+    ramp = (1000 + np.arange(64 * 48) % 256).astype(np.uint16).reshape(48, 64)
+    cv2.imwrite(str(data / "images" / "b.png"), ramp)
+    cv2.imwrite(str(data / "images" / "c.png"), np.zeros((20, 20), np.uint8))
+    (data / "labels" / "a.txt").write_text("1\n0.5 0.5\n")
+    (root / "secret.txt").write_text(SECRET)
+    cv2.imwrite(str(root / "outside.png"), np.full((10, 10), 255, np.uint8))
+    os.symlink(root / "outside.png", data / "images" / "evil.png")
+    os.symlink(root / "secret.txt", data / "labels" / "c.txt")
+    return data
+
+
+class FakeDetector:
+    """Deterministic suggestions per image, counting calls to check the cache."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.points = {
+            "a": Points([[21.0, 15.0], [5.0, 5.0]], [0.9, 0.3], (30, 40)),
+            "b": Points(np.zeros((0, 2)), np.zeros(0), (48, 64)),
+            "c": Points([[3.0, 4.0]], [0.5], (20, 20)),
+        }
+
+    def __call__(self, path: Path) -> Points:
+        self.calls.append(path.stem)
+        return self.points[path.stem]
+
+
+class Client:
+    """Raw HTTP requests: http.client leaves paths exactly as written (no normalising of '..')."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    def request(self, method: str, path: str, body: bytes | str | None = None, headers: dict | None = None,
+                json_body: object = None) -> tuple[int, dict, bytes]:
+        headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+            headers.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, **kwargs) -> tuple[int, dict]:
+        status, headers, body = self.request(method, path, **kwargs)
+        assert headers["content-type"].startswith("application/json"), (status, body[:200])
+        return status, json.loads(body)
+
+
+def run_server(data: Path, predictor=None):
+    server = make_server(data, host="127.0.0.1", port=0, predictor=predictor)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    data = make_dataset(tmp_path)
+    detector = FakeDetector()
+    server, thread = run_server(data, detector)
+    try:
+        yield Client(server.port), data, detector, tmp_path
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture()
+def client(setup):
+    return setup[0]
+
+
+# ----- page and static files -------------------------------------------------------------
+
+def test_page_and_static_files_are_served(client):
+    status, headers, body = client.request("GET", "/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert b'<canvas id="canvas"' in body
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        status, headers, body = client.request("GET", f"/static/{name}")
+        assert status == 200 and headers["content-type"].startswith(kind) and len(body) > 1000
+    assert client.json("GET", "/static/nothing.js")[0] == 404
+    assert client.json("GET", "/nowhere")[0] == 404
+
+
+# ----- image list --------------------------------------------------------------------------
+
+def test_image_list_reports_progress_and_skips_links_out_of_the_dataset(client):
+    status, listing = client.json("GET", "/api/images")
+    assert status == 200
+    assert [e["name"] for e in listing["images"]] == ["a", "b", "c"]  # evil.png links outside: not listed
+    assert listing["total"] == 3 and listing["labelled"] == 1 and listing["has_model"] is True
+    a, b, c = listing["images"]
+    assert (a["status"], a["count"]) == ("labelled", 1)
+    assert (b["status"], b["count"]) == ("unlabelled", None)
+    assert c["status"] == "invalid" and "outside the dataset" in c["error"]
+    assert [e["disagrees"] for e in listing["images"]] == [None, None, None]  # nothing predicted yet
+
+
+def test_predict_all_marks_disagreements(setup):
+    client, data, detector, _ = setup
+    (data / "labels" / "b.txt").write_text("1\n0.5 0.5\n")  # the model finds nothing in b: a miss
+    status, listing = client.json("GET", "/api/images?predict=1")
+    assert status == 200
+    # a: one hit and one false alarm; b: one miss; c: label file refused, so it cannot be told
+    assert {e["name"]: e["disagrees"] for e in listing["images"]} == {"a": True, "b": True, "c": None}
+    assert sorted(detector.calls) == ["a", "b", "c"]
+
+
+# ----- images ------------------------------------------------------------------------------
+
+def get_png(client: Client, path: str) -> np.ndarray:
+    status, headers, body = client.request("GET", path)
+    assert status == 200 and headers["content-type"] == "image/png", body[:200]
+    return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_dark_16bit_image_is_stretched_to_8_bits(client):
+    levels = (1000 + np.arange(64 * 48) % 256).reshape(48, 64)
+    minmax = get_png(client, "/api/image/b?low=0&high=100")
+    assert minmax.dtype == np.uint8 and minmax.shape == (48, 64)
+    np.testing.assert_array_equal(minmax, levels - 1000)
+    raw = get_png(client, "/api/image/b?raw=1")
+    assert raw.max() == 5 and raw.min() == 4  # 1255 / 65535 * 255 = 4.88: nearly black unstretched
+    default = get_png(client, "/api/image/b").astype(np.float64)
+    lo, hi = np.percentile(levels - 1000.0, [0.5, 99.5])  # 1.275 and 253.725
+    expected = np.clip(np.rint((levels - 1000.0 - lo) * 255.0 / (hi - lo)), 0, 255)
+    assert np.abs(default - expected).max() <= 1
+    assert default.min() == 0 and default.max() == 255
+
+
+@pytest.mark.parametrize("query", ["low=50&high=10", "low=-1&high=50", "low=0&high=101", "low=abc"])
+def test_bad_percentiles_are_refused(client, query):
+    status, payload = client.json("GET", f"/api/image/b?{query}")
+    assert status == 400 and "percentile" in payload["error"]
+
+
+def test_flat_image_renders_mid_grey(client):
+    assert np.all(get_png(client, "/api/image/a") == 128)
+
+
+# ----- labels ------------------------------------------------------------------------------
+
+def test_existing_labels_load_in_pixels(client):
+    assert client.json("GET", "/api/labels/a") == (200, {"name": "a", "width": 40, "height": 30, "points": [[20.0, 15.0]]})
+    assert client.json("GET", "/api/labels/b") == (200, {"name": "b", "width": 64, "height": 48, "points": None})
+
+
+def test_put_writes_the_label_file_exactly(setup):
+    client, data, _, _ = setup
+    status, payload = client.json("PUT", "/api/labels/b", json_body={"points": [[10.25, 20.5], [0, 0], [64, 48]]})
+    assert status == 200
+    # the answer is what the file now holds: normalised coordinates keep 6 decimals (1e-6 * 64 px here)
+    assert payload["points"] == [[0.160156 * 64, 0.427083 * 48], [0.0, 0.0], [64.0, 48.0]]
+    # 10.25 / 64 = 0.16015625, 20.5 / 48 = 0.4270833...
+    assert (data / "labels" / "b.txt").read_text() == "3\n0.160156 0.427083\n0.000000 0.000000\n1.000000 1.000000\n"
+    assert sorted(p.name for p in (data / "labels").iterdir()) == ["a.txt", "b.txt", "c.txt"]  # no temporary file left
+
+
+def test_no_target_writes_zero_and_delete_unlabels(setup):
+    client, data, _, _ = setup
+    assert client.json("PUT", "/api/labels/a", json_body={"points": []})[0] == 200
+    assert (data / "labels" / "a.txt").read_text() == "0\n"
+    status, payload = client.json("DELETE", "/api/labels/a")
+    assert status == 200 and payload["points"] is None
+    assert not (data / "labels" / "a.txt").exists()
+    assert client.json("DELETE", "/api/labels/a")[0] == 200  # already gone: nothing to do
+    assert client.json("GET", "/api/images")[1]["labelled"] == 0
+
+
+def test_labels_folder_is_created_on_first_save(tmp_path):
+    data = tmp_path / "fresh"
+    (data / "images").mkdir(parents=True)
+    cv2.imwrite(str(data / "images" / "x.png"), np.zeros((10, 20), np.uint8))
+    server, thread = run_server(data)
+    try:
+        client = Client(server.port)
+        assert client.json("PUT", "/api/labels/x", json_body={"points": [[19, 9]]})[0] == 200
+        assert (data / "labels" / "x.txt").read_text() == "1\n0.950000 0.900000\n"
+        assert client.json("GET", "/api/predictions/x") == (409, {"error": "no model loaded: start the tool with --weights to get suggestions"})
+        assert client.json("GET", "/api/images")[1]["has_model"] is False
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_failed_write_keeps_the_old_file(setup, monkeypatch):
+    client, data, _, _ = setup
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    status, payload = client.json("PUT", "/api/labels/a", json_body={"points": [[1, 2], [3, 4]]})
+    assert status == 500 and "No space left" in payload["error"]
+    assert (data / "labels" / "a.txt").read_text() == "1\n0.5 0.5\n"
+    assert sorted(p.name for p in (data / "labels").iterdir()) == ["a.txt", "c.txt"]
+
+
+def test_malformed_label_file_is_reported_not_overwritten_on_read(setup):
+    client, data, _, _ = setup
+    (data / "labels" / "b.txt").write_text("2\n0.1 0.1\n")
+    status, payload = client.json("GET", "/api/labels/b")
+    assert status == 422 and "count says 2" in payload["error"]
+    entry = client.json("GET", "/api/images")[1]["images"][1]
+    assert entry["status"] == "invalid"
+    assert (data / "labels" / "b.txt").read_text() == "2\n0.1 0.1\n"
+
+
+# ----- request validation ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("not json", "not valid JSON"),
+    ('{"points": [[NaN, 1]]}', "not valid JSON"),
+    ('{"points": [[Infinity, 1]]}', "not valid JSON"),
+    ('{"points": [[1e400, 1]]}', "finite"),
+    ('{"points": [[1, 2, 3]]}', "two numbers"),
+    ('{"points": [[true, 2]]}', "two numbers"),
+    ('{"points": [["1", 2]]}', "two numbers"),
+    ('{"points": [[64.01, 2]]}', "outside the image"),
+    ('{"points": [[1, -0.001]]}', "outside the image"),
+    ('{"points": [[1, 48.5]]}', "outside the image"),
+    ('{"points": {"x": 1}}', "list"),
+    ('[[1, 2]]', "JSON object"),
+    ('{"points": [], "extra": 1}', "JSON object"),
+    ('{"points": [[1, 2]]}'.encode("utf-16"), "not valid JSON"),
+])
+def test_bad_bodies_are_refused_and_nothing_is_written(setup, body, message):
+    client, data, _, _ = setup
+    status, payload = client.json("PUT", "/api/labels/b", body=body, headers={"Content-Type": "application/json"})
+    assert status == 400 and message in payload["error"]
+    assert not (data / "labels" / "b.txt").exists()
+
+
+def test_point_count_is_bounded(setup):
+    client, data, _, _ = setup
+    too_many = {"points": [[1, 1]] * (MAX_POINTS + 1)}
+    status, payload = client.json("PUT", "/api/labels/b", json_body=too_many)
+    assert status == 400 and f"at most {MAX_POINTS}" in payload["error"]
+    assert client.json("PUT", "/api/labels/b", json_body={"points": [[1, 1]] * MAX_POINTS})[0] == 200
+    assert (data / "labels" / "b.txt").read_text().startswith(f"{MAX_POINTS}\n")
+
+
+def test_body_size_content_type_and_length_are_checked(setup):
+    client, data, _, _ = setup
+    huge = b'{"points": [' + b" " * 1_000_001 + b"]}"
+    status, payload = client.json("PUT", "/api/labels/b", body=huge, headers={"Content-Type": "application/json"})
+    assert status == 413
+    status, payload = client.json("PUT", "/api/labels/b", body='{"points": []}', headers={"Content-Type": "text/plain"})
+    assert status == 415
+    conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
+    conn.putrequest("PUT", "/api/labels/b")
+    conn.putheader("Content-Type", "application/json")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+    conn.close()
+    assert not (data / "labels" / "b.txt").exists()
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/labels/a"), ("PUT", "/api/images"),
+                                              ("DELETE", "/api/image/a"), ("PUT", "/")])
+def test_wrong_methods_are_refused(client, method, path):
+    assert client.json(method, path, json_body={"points": []})[0] == 405
+
+
+# ----- security ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/api/labels/../../secret", 400),
+    ("/api/labels/..%2F..%2Fsecret", 400),
+    ("/api/labels/%2e%2e", 400),
+    ("/api/labels/%2E%2E/secret", 400),
+    ("/api/image/%2Fetc%2Fpasswd", 400),
+    ("/api/image//etc/passwd", 400),
+    ("/api/labels/a%00", 400),
+    ("/api/labels/..%5C..%5Csecret", 400),
+    ("/api/labels/%252e%252e", 404),  # decoded once: the literal name '%2e%2e' is no image
+    ("/api/image/evil", 404),  # a link out of the dataset is not an image of it
+    ("/api/image/outside", 404),
+    ("/api/labels/nothing", 404),
+    ("/static/..%2Fserver.py", 404),
+    ("/static/../server.py", 400),
+    ("/api/labels/c", 403),  # labels/c.txt links to a file outside the dataset
+    ("/api/labels/%ff", 400),
+])
+def test_paths_out_of_the_dataset_are_refused(client, path, expected):
+    status, payload = client.json("GET", path)
+    assert status == expected, payload
+    assert SECRET.strip() not in json.dumps(payload)
+
+
+@pytest.mark.parametrize("path", ["/api/labels/c", "/api/labels/..%2F..%2Fsecret", "/api/labels/%2Ftmp%2Fx", "/api/labels/evil"])
+def test_writes_out_of_the_dataset_are_refused(setup, path):
+    client, data, _, root = setup
+    before = sorted(p.name for p in root.rglob("*"))
+    status, _ = client.json("PUT", path, json_body={"points": []})
+    assert 400 <= status < 500
+    assert client.json("DELETE", path)[0] in (400, 403, 404)
+    assert (root / "secret.txt").read_text() == SECRET
+    assert (root / "outside.png").exists()
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("headers", [{"Host": "evil.example:80"}, {"Host": "attacker.test"}])
+def test_foreign_host_headers_are_refused(client, headers):
+    # a page on another site that rebinds its DNS name to 127.0.0.1 still sends its own Host
+    assert client.json("GET", "/api/images", headers=headers)[0] == 403
+
+
+def test_cross_site_writes_are_refused(setup):
+    client, data, _, _ = setup
+    cross = {"Origin": "http://evil.example"}
+    assert client.json("PUT", "/api/labels/b", json_body={"points": []}, headers=cross)[0] == 403
+    assert client.json("GET", "/api/labels/a", headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert not (data / "labels" / "b.txt").exists()
+    same = {"Origin": f"http://127.0.0.1:{client.port}", "Sec-Fetch-Site": "same-origin"}
+    assert client.json("PUT", "/api/labels/b", json_body={"points": []}, headers=same)[0] == 200
+
+
+def test_dataset_folders_linked_outside_are_refused_at_start(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    data = tmp_path / "ds"
+    data.mkdir()
+    os.symlink(outside, data / "images")
+    with pytest.raises(InputError, match="points outside"):
+        make_server(data, port=0)
+    with pytest.raises(InputError, match="no images/ folder"):
+        make_server(outside, port=0)
+    with pytest.raises(InputError, match="not a folder"):
+        make_server(tmp_path / "missing", port=0)
+
+
+# ----- predictions and review --------------------------------------------------------------
+
+def test_predictions_are_served_and_cached(setup):
+    client, _, detector, _ = setup
+    expected = (200, {"name": "a", "points": [[21.0, 15.0, 0.9], [5.0, 5.0, 0.3]]})
+    assert client.json("GET", "/api/predictions/a") == expected
+    assert client.json("GET", "/api/predictions/a") == expected
+    assert detector.calls == ["a"]
+    assert client.json("GET", "/api/predictions/b") == (200, {"name": "b", "points": []})
+
+
+def test_review_marks_hits_misses_and_false_alarms(setup):
+    client, data, _, _ = setup
+    status, review = client.json("GET", "/api/review/a")
+    assert status == 200
+    # target (20, 15) is 1 px from the prediction (21, 15): a hit; (5, 5) matches nothing
+    assert review["gt"] == [[20.0, 15.0, True]]
+    assert review["pred"] == [[21.0, 15.0, 0.9, True], [5.0, 5.0, 0.3, False]]
+    assert (review["hits"], review["misses"], review["false_alarms"], review["max_dist"]) == (1, 0, 1, 3.0)
+    client.json("PUT", "/api/labels/a", json_body={"points": [[24.5, 15.0], [30, 20]]})  # 3.5 px away: no longer a hit
+    review = client.json("GET", "/api/review/a")[1]
+    assert [g[2] for g in review["gt"]] == [False, False]
+    assert (review["hits"], review["misses"], review["false_alarms"]) == (0, 2, 2)
+    status, review = client.json("GET", "/api/review/b")
+    assert status == 200 and review["labelled"] is False and review["gt"] == [] and review["pred"] == []

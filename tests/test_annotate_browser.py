@@ -1,0 +1,255 @@
+"""End to end: headless Chromium clicks on the annotation page, then the label files on disk are read.
+
+Needs Debian's chromium (/usr/bin/chromium, or PINPOINT_CHROMIUM) and the Python playwright
+package; .ci/browser-deps.sh installs both, and these tests skip with a reason without them.
+No browser is downloaded: Playwright drives the system's Chromium through executable_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pinpoint.annotate import make_server
+from pinpoint.points import Points
+
+W, H = 320, 240  # larger than the canvas in neither direction: the fitted scale is a few screen px per pixel
+VIEWPORT = {"width": 1280, "height": 800}
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def find_chromium() -> str | None:
+    candidates = [os.environ.get("PINPOINT_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (see .ci/browser-deps.sh)")
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; see .ci/browser-deps.sh)")
+    playwright = sync_api.sync_playwright().start()
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium, headless=True,
+        args=CHROMIUM_ARGS, viewport=VIEWPORT, device_scale_factor=1)
+    try:
+        yield context
+    finally:
+        context.close()
+        playwright.stop()
+
+
+class FakeDetector:
+    def __call__(self, path: Path) -> Points:
+        if path.stem == "img0":
+            return Points([[60.25, 40.5], [250.0, 200.0]], [0.92, 0.41], (H, W))
+        return Points(np.zeros((0, 2)), np.zeros(0), (H, W))
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    data = tmp_path / "ds"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        frame = rng.normal(2000, 40, (H, W)).clip(0, 65535).astype(np.uint16)  # dark 16-bit infrared frame
+        frame[100 + i, 150 + i] = 6000
+        cv2.imwrite(str(data / "images" / f"img{i}.png"), frame)
+    (data / "labels" / "img2.txt").write_text("1\n0.5 0.5\n")
+    return data
+
+
+@pytest.fixture()
+def app(dataset, browser_context):
+    server = make_server(dataset, host="127.0.0.1", port=0, predictor=FakeDetector())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield Page(page, server.url, dataset)
+        assert errors == []
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class Page:
+    """The page under test, with helpers that speak image pixels."""
+
+    def __init__(self, page, url: str, data: Path):
+        self.page = page
+        self.url = url
+        self.labels = data / "labels"
+
+    def open(self, name: str = "") -> None:
+        self.page.goto(self.url + (f"#{name}" if name else ""))
+        self.page.wait_for_selector("body[data-ready]", timeout=10_000)
+
+    def view(self) -> dict:
+        return self.page.evaluate("window.pinpoint.view()")
+
+    def idle(self) -> None:
+        state = self.page.evaluate("window.pinpoint.idle()")
+        assert state == {"pending": 0, "error": None}
+
+    def canvas_box(self) -> dict:
+        return self.page.locator("#canvas").bounding_box()
+
+    def screen(self, x: float, y: float) -> tuple[float, float]:
+        """Page position of image point (x, y): pixel centres at integers, the left edge at x = -0.5."""
+        box, v = self.canvas_box(), self.view()
+        return box["x"] + v["ox"] + (x + 0.5) * v["scale"], box["y"] + v["oy"] + (y + 0.5) * v["scale"]
+
+    def click(self, x: float, y: float, button: str = "left") -> None:
+        self.page.mouse.click(*self.screen(x, y), button=button)
+        self.idle()
+
+    def label_text(self, name: str) -> str | None:
+        path = self.labels / f"{name}.txt"
+        return path.read_text() if path.exists() else None
+
+    def label_points(self, name: str) -> np.ndarray:
+        lines = self.label_text(name).splitlines()
+        assert int(lines[0]) == len(lines) - 1
+        return np.array([[float(v) for v in line.split()] for line in lines[1:]]).reshape(-1, 2) * [W, H]
+
+
+def test_click_zoom_undo_and_next_image(app):
+    app.open()
+    assert app.page.inner_text("#image-name") == "img0"  # the first unlabelled image
+    assert app.page.inner_text("#progress-text") == "1 / 3 labelled"
+
+    # the image is fitted into the canvas with its aspect ratio and centred
+    box, v = app.canvas_box(), app.view()
+    fit = min(box["width"] / W, box["height"] / H)
+    assert v["scale"] == pytest.approx(fit)
+    assert v["ox"] == pytest.approx((box["width"] - W * fit) / 2)
+    assert v["oy"] == pytest.approx((box["height"] - H * fit) / 2)
+
+    # a click at a known place: one screen pixel is 1 / fit image pixels
+    app.click(100.3, 50.7)
+    first = app.label_points("img0")
+    assert first.shape == (1, 2)
+    assert np.abs(first[0] - [100.3, 50.7]).max() <= 0.5 / fit + 1e-3
+    assert app.page.inner_text("#progress-text") == "2 / 3 labelled"
+
+    # zoom with the wheel around the cursor: the image point under the cursor stays put
+    sx, sy = app.screen(200.0, 150.0)
+    app.page.mouse.move(sx, sy)
+    for _ in range(12):
+        app.page.mouse.wheel(0, -240)
+    app.page.wait_for_function(f"window.pinpoint.view().scale >= {12 * fit}")
+    zoomed = app.view()
+    assert zoomed["scale"] <= 16 * fit + 1e-9
+    assert (sx - box["x"] - zoomed["ox"]) / zoomed["scale"] - 0.5 == pytest.approx(200.0, abs=1e-6)
+    assert (sy - box["y"] - zoomed["oy"]) / zoomed["scale"] - 0.5 == pytest.approx(150.0, abs=1e-6)
+
+    # a click while zoomed in is placed far more precisely
+    app.click(200.37, 150.62)
+    points = app.label_points("img0")
+    assert points.shape == (2, 2)
+    assert np.abs(points[0] - first[0]).max() < 1e-3
+    assert np.abs(points[1] - [200.37, 150.62]).max() <= 0.5 / zoomed["scale"] + 1e-3
+    assert 0.5 / zoomed["scale"] < 0.05
+
+    # undo removes the second point on disk; undo again returns to no label file at all; redo restores
+    app.page.keyboard.press("Control+z")
+    app.idle()
+    assert np.abs(app.label_points("img0") - first).max() < 1e-9
+    app.page.click("#undo")
+    app.idle()
+    assert app.label_text("img0") is None
+    app.page.keyboard.press("Control+y")
+    app.idle()
+    assert np.abs(app.label_points("img0") - first).max() < 1e-9
+
+    # d moves to the next image, a comes back with the labels loaded from disk
+    app.page.keyboard.press("d")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable")
+    assert app.page.inner_text("#image-name") == "img1"
+    assert app.page.inner_text("#count").startswith("not labelled")
+    app.page.keyboard.press("a")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img0' && window.pinpoint.view().editable")
+    assert app.page.locator("#point-list li").count() == 1
+
+
+def test_drag_right_click_delete_and_no_target(app):
+    app.open("img2")
+    assert app.view()["name"] == "img2"
+    np.testing.assert_allclose(app.label_points("img2"), [[160.0, 120.0]])
+
+    # drag the existing point by 10 image pixels to the right
+    x0, y0 = app.screen(160.0, 120.0)
+    step = 10 * app.view()["scale"]
+    app.page.mouse.move(x0, y0)
+    app.page.mouse.down()
+    app.page.mouse.move(x0 + step / 2, y0, steps=3)
+    app.page.mouse.move(x0 + step, y0, steps=3)
+    app.page.mouse.up()
+    app.idle()
+    np.testing.assert_allclose(app.label_points("img2"), [[170.0, 120.0]], atol=1e-3)
+
+    # a new point, then a right click on it removes it
+    app.click(40.0, 30.0)
+    assert len(app.label_points("img2")) == 2
+    app.click(40.0, 30.0, button="right")
+    np.testing.assert_allclose(app.label_points("img2"), [[170.0, 120.0]], atol=1e-3)
+
+    # Delete removes the point under the cursor, leaving a labelled image with no target
+    app.page.mouse.move(*app.screen(170.0, 120.0))
+    app.page.keyboard.press("Delete")
+    app.idle()
+    assert app.label_text("img2") == "0\n"
+
+    # "no target" on an image with points saves 0 too
+    app.page.keyboard.press("d")  # last image: stays, with a note
+    app.page.keyboard.press("a")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable")
+    app.click(10.0, 10.0)
+    assert app.label_text("img1").startswith("1\n")
+    app.page.click("#no-target")
+    app.idle()
+    assert app.label_text("img1") == "0\n"
+
+
+def test_suggestions_accept_and_review(app):
+    app.open("img0")
+    app.page.wait_for_selector("#suggestion-list li button")
+    rows = app.page.locator("#suggestion-list li")
+    assert rows.count() == 2
+    assert rows.nth(0).inner_text().startswith("0.92")
+
+    # accept the first suggestion: it is written as a label and no longer offered
+    rows.nth(0).locator("button").click()
+    app.idle()
+    np.testing.assert_allclose(app.label_points("img0"), [[60.25, 40.5]], atol=1e-3)
+    assert app.page.locator("#suggestion-list li button").count() == 1
+
+    # review: one target found, one prediction is a false alarm
+    app.page.click("#mode-review")
+    app.page.wait_for_function("document.getElementById('review-summary').textContent.includes('found')")
+    assert app.page.inner_text("#review-summary").startswith("1 found · 0 missed · 1 false alarm(s)")
+
+    # accept all takes the rest; the review follows the saved labels
+    app.page.click("#accept-all")
+    app.idle()
+    np.testing.assert_allclose(app.label_points("img0"), [[60.25, 40.5], [250.0, 200.0]], atol=1e-3)
+    app.page.wait_for_function("document.getElementById('review-summary').textContent.startsWith('2 found')")
+
+    # the disagreement filter runs the model on every image: img2's target is missed by the model
+    app.page.select_option("#filter", "disagree")
+    app.page.wait_for_function("document.querySelectorAll('#image-list li:not(.outside)').length === 1")
+    assert app.page.locator("#image-list li:not(.outside)").get_attribute("data-name") == "img2"
