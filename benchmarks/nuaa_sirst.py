@@ -40,7 +40,7 @@ METHODS: dict[str, dict] = {
     "heatmap-seed": {"train": dict(model="heatmap", img_size=256, sigma=10.0, loss="mse", epochs=30, batch=16, lr=1e-3, lr_step=10),
                      "note": "seed: 256x256 resize, gaussian sigma 10 (radius 30), MSE, step lr"},
     "pinnet": {"train": dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal",
-                             flip=True, rot90=True, intensity_jitter=0.1, epochs=60, batch=16, lr=2e-3, schedule="cosine"),
+                             flip=True, rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine"),
                "note": "PinNet, native-resolution 128 px crops (70% near targets), flips + quarter turns + intensity jitter, sigma 2, focal loss, cosine lr"},
 }
 

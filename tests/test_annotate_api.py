@@ -308,6 +308,11 @@ def test_wrong_methods_are_refused(client, method, path):
     assert client.json(method, path, json_body={"points": []})[0] == 405
 
 
+def test_unknown_methods_get_a_json_error(client):
+    status, payload = client.json("OPTIONS", "/api/images")
+    assert status == 501 and "OPTIONS" in payload["error"]
+
+
 # ----- security ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("path", "expected"), [
@@ -332,6 +337,18 @@ def test_paths_out_of_the_dataset_are_refused(client, path, expected):
     status, payload = client.json("GET", path)
     assert status == expected, payload
     assert SECRET.strip() not in json.dumps(payload)
+
+
+def test_labels_folder_swapped_for_a_link_while_running_is_refused(setup):
+    client, data, _, root = setup
+    (root / "elsewhere").mkdir()
+    (data / "labels" / "a.txt").unlink()
+    (data / "labels" / "c.txt").unlink()
+    (data / "labels").rmdir()
+    os.symlink(root / "elsewhere", data / "labels")
+    assert client.json("PUT", "/api/labels/a", json_body={"points": []})[0] == 403
+    assert client.json("GET", "/api/labels/a")[0] == 403
+    assert list((root / "elsewhere").iterdir()) == []
 
 
 @pytest.mark.parametrize("path", ["/api/labels/c", "/api/labels/..%2F..%2Fsecret", "/api/labels/%2Ftmp%2Fx", "/api/labels/evil"])
@@ -370,10 +387,21 @@ def test_dataset_folders_linked_outside_are_refused_at_start(tmp_path):
     os.symlink(outside, data / "images")
     with pytest.raises(InputError, match="points outside"):
         make_server(data, port=0)
+    (data / "images").unlink()
+    (data / "images").mkdir()
+    os.symlink(tmp_path / "not-yet", data / "labels")  # a dangling link would be created outside on first save
+    with pytest.raises(InputError, match="points outside"):
+        make_server(data, port=0)
     with pytest.raises(InputError, match="no images/ folder"):
         make_server(outside, port=0)
     with pytest.raises(InputError, match="not a folder"):
         make_server(tmp_path / "missing", port=0)
+
+
+def test_a_taken_port_is_an_input_error(setup):
+    client, data, _, _ = setup
+    with pytest.raises(InputError, match=f"127.0.0.1:{client.port}: cannot listen there"):
+        make_server(data, port=client.port)
 
 
 # ----- predictions and review --------------------------------------------------------------
@@ -401,3 +429,18 @@ def test_review_marks_hits_misses_and_false_alarms(setup):
     assert (review["hits"], review["misses"], review["false_alarms"]) == (0, 2, 2)
     status, review = client.json("GET", "/api/review/b")
     assert status == 200 and review["labelled"] is False and review["gt"] == [] and review["pred"] == []
+
+
+def test_images_are_listed_in_natural_order_one_per_stem(tmp_path):
+    data = tmp_path / "frames"
+    (data / "images").mkdir(parents=True)
+    for name in ("frame_10.png", "frame_2.png", "frame_1.png", "frame_2.jpg"):
+        cv2.imwrite(str(data / "images" / name), np.zeros((4, 4), np.uint8))
+    server, thread = run_server(data)
+    try:
+        names = [e["name"] for e in Client(server.port).json("GET", "/api/images")[1]["images"]]
+        assert names == ["frame_1", "frame_2", "frame_10"]  # frame_2.jpg and .png share one label file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -46,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_synth)
 
     p = verbs.add_parser("train", help="train a model on a folder of images with point labels")
-    p.add_argument("--data", required=True, help="folder with images/ and labels/")
+    p.add_argument("--data", help="folder with images/ and labels/ (required unless --resume)")
     p.add_argument("--split", help="file of training stems (default: every image)")
     p.add_argument("--val-split", help="file of validation stems (default: a seeded 10%% of the training stems)")
     p.add_argument("--model", default=defaults.model, help=f"model name (default {defaults.model})")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch", type=int, default=defaults.batch)
+    p.add_argument("--batch", type=int, default=defaults.batch,
+                   help="GLOBAL batch size: under torchrun each of the N processes takes batch / N (default %(default)s)")
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--img-size", type=int, default=defaults.img_size, help="resize every image to this square size; 0 = native size with crops")
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side when --img-size 0")
@@ -62,9 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma, help="learning-rate factor at each drop")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--workers", type=int, default=defaults.workers, help="data-loading worker processes")
-    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default=defaults.device,
+                   help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N; "
+                        "under torchrun give auto or cuda: each process takes cuda:LOCAL_RANK")
+    p.add_argument("--amp", default=defaults.amp, choices=["auto", "off", "bf16", "fp16"],
+                   help="mixed precision: auto = bf16 on CUDA (fp16 with loss scaling on GPUs without bf16), "
+                        "off on the CPU; fp16 needs CUDA (default %(default)s)")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="keep the NCHW memory layout on CUDA (channels_last is the default there; the CPU always uses NCHW)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
+    p.add_argument("--save-every-steps", type=int, default=defaults.save_every_steps, metavar="K",
+                   help="also write a resumable last.pt every K batches inside an epoch (default 0: at epoch ends only)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last.pt with its saved settings; "
+                        "only --device, --workers and --no-progress are taken from this command")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unreadable images and malformed labels instead of stopping; they are listed at the end "
+                        "and in RUN/skipped.txt")
     p.add_argument("--out", default=defaults.out, help="run folder for checkpoints, log and curves")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.epilog = ("several processes: torchrun --nproc-per-node N -m pinpoint train ... runs DistributedDataParallel "
+                "(gloo on CPU, nccl on CUDA); rank 0 writes the run folder")
     p.set_defaults(run=run_train)
 
     p = verbs.add_parser("eval", help="score predictions (a folder of label files, a checkpoint or a classical method)")
@@ -80,17 +100,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(run=run_eval)
 
-    p = verbs.add_parser("detect", help="find points in an image or a folder; write labels and pictures")
+    p = verbs.add_parser("detect", help="find points in images, folders, globs, lists or videos; write labels, tables, pictures, video")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--weights", help="a checkpoint written by train")
     model.add_argument("--method", help="a training-free method: tophat or local-contrast")
-    p.add_argument("--source", required=True, help="an image, a folder of images, or a dataset folder with images/")
+    p.add_argument("--source", required=True,
+                   help="an image, a folder of images, a dataset folder with images/, a quoted glob ('frames/*.png'), "
+                        "a .txt list of image paths, or a video (.mp4, .avi, .mkv, .mov)")
     p.add_argument("--split", help="file of stems to restrict a folder to")
     p.add_argument("--save-txt", help="folder for one label file per image (x y score)")
     p.add_argument("--save-vis", help="folder for pictures: JET heatmap over the image with the points")
     p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
+    p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
+    p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
+    p.add_argument("--save-video", help="annotated video (.mp4 or .mkv: mp4v, .avi: MJPG) at the source's frame rate")
+    p.add_argument("--batch", type=int, default=8, help="frames of one size sent through the network together (default 8)")
+    p.add_argument("--threads", type=int, help="intra-op CPU threads (default: the library's own, one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_detect)
+
+    p = verbs.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch) for onnxruntime")
+    p.add_argument("--weights", required=True, help="a checkpoint written by train")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--out", help="the file to write (default: the checkpoint's name with .onnx)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.set_defaults(run=run_export)
+
+    p = verbs.add_parser("bench", help="parameters, FLOPs, latency and throughput in PyTorch eager and onnxruntime")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--weights", help="a checkpoint written by train")
+    model.add_argument("--model", help="a model name, with random weights (they run as fast as trained ones)")
+    p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480 (default 256)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
+    p.add_argument("--threads", type=int, help="intra-op threads for both backends (default: torch's, one per core)")
+    p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
+    p.add_argument("--seconds", type=float, default=3.0, help="timing budget per size, batch and backend (default 3)")
+    p.add_argument("--decode", action="store_true", help="time forward + peak decoding instead of the forward alone")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(run=run_bench)
 
     p = verbs.add_parser("convert", help="convert datasets: masks -> labels, labels <-> COCO keypoints")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -111,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", help="images folder, for sizes missing from the JSON (default: images/ beside --out)")
     c.add_argument("--category", help="keep only this category name")
     c.set_defaults(run=run_convert)
+
+    p = verbs.add_parser("annotate", help="label points in the browser (click, zoom, undo; model suggestions with --weights)")
+    p.add_argument("data_dir", help="folder with images/ (labels/ is created and written there)")
+    p.add_argument("--weights", help="a checkpoint whose predictions are shown as suggestions and in the review view")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(run=run_annotate)
 
     p = verbs.add_parser("demo", help="synth -> train -> eval -> detect on built-in synthetic data")
     p.add_argument("--out", default="pinpoint-demo", help="folder for everything the demo makes")
@@ -136,12 +193,19 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from pinpoint.config import TrainConfig
-    from pinpoint.train import train
+    from pinpoint.train import resume, train
 
+    if args.resume:
+        resume(args.resume, device=args.device, workers=args.workers, progress=not args.no_progress)
+        return 0
+    if not args.data:
+        raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
                       batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, sigma=args.sigma,
                       loss=args.loss, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
-                      workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress)
+                      workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
+                      amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
+                      save_every_steps=args.save_every_steps, skip_bad=args.skip_bad)
     train(cfg)
     return 0
 
@@ -162,10 +226,44 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_detect(args: argparse.Namespace) -> int:
     from pinpoint.detect import detect_folder, make_detector
 
-    detector = make_detector(args.weights, args.method, args.device)
-    count, points = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf)
-    print(f"pinpoint detect: {points} point(s) in {count} image(s)"
-          + (f"; labels in {args.save_txt}" if args.save_txt else "") + (f"; pictures in {args.save_vis}" if args.save_vis else ""))
+    detector = make_detector(args.weights, args.method, args.device, args.threads)
+    skipped: list[str] | None = [] if args.skip_bad else None
+    count, points = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
+                                  progress=not args.no_progress, save_csv=args.save_csv, save_json=args.save_json,
+                                  save_video=args.save_video, batch=max(args.batch, 1), skipped=skipped)
+    outputs = [("labels", args.save_txt), ("pictures", args.save_vis), ("CSV", args.save_csv), ("JSON", args.save_json),
+               ("video", args.save_video)]
+    print(f"pinpoint detect: {points} point(s) in {count} image(s)" + "".join(f"; {what} in {where}" for what, where in outputs if where))
+    if skipped:
+        from pinpoint.data.dataset import format_skipped
+
+        print(format_skipped(skipped, "pinpoint detect"))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pinpoint.export import export_onnx
+
+    started = time.time()
+    out = export_onnx(args.weights, args.out, opset=args.opset)
+    print(f"pinpoint export: {out} ({out.stat().st_size / 1024:.0f} KiB, opset {args.opset}, dynamic batch/height/width, "
+          f"checked against PyTorch; {time.time() - started:.1f}s)")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from pinpoint.bench import benchmark, format_report, parse_size
+    from pinpoint.files import write_text
+
+    sizes = [parse_size(text) for text in args.size]
+    if min(args.batch) < 1 or args.seconds <= 0 or (args.threads is not None and args.threads < 1):
+        raise InputError("--batch, --seconds and --threads must be positive")
+    result = benchmark(args.weights, args.model, sizes, args.batch, threads=args.threads, seconds=args.seconds,
+                       backends=args.backend, decode=args.decode)
+    print(format_report(result))
+    if args.json:
+        write_text(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"pinpoint bench: figures in {args.json}")
     return 0
 
 
@@ -181,6 +279,13 @@ def run_convert(args: argparse.Namespace) -> int:
     else:
         count = convert.coco_to_labels(args.coco, args.out, images_dir=args.images, category=args.category)
         print(f"pinpoint convert: {count} label file(s) in {args.out}")
+    return 0
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    from pinpoint.annotate import serve
+
+    serve(args.data_dir, weights=args.weights, host=args.host, port=args.port, open_browser=args.open)
     return 0
 
 

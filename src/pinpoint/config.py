@@ -50,6 +50,12 @@ class TrainConfig:
     top_k: int = 100
     match_px: float = 3.0  # distance at which validation counts a hit
     progress: bool = True
+    # devices and reliability
+    amp: str = "auto"  # mixed precision: auto = bf16 (fp16 on GPUs without bf16) on CUDA, off on the CPU | off | bf16 | fp16
+    channels_last: bool = True  # NHWC memory layout on CUDA, where convolutions run faster in it; ignored on the CPU
+    deterministic: bool = False  # deterministic kernels: bit-exact reruns and resumes on the CPU, a little slower
+    save_every_steps: int = 0  # also write a resumable last.pt every K batches inside an epoch; 0 = at epoch ends only
+    skip_bad: bool = False  # leave out unreadable images and malformed labels (listed at the end) instead of stopping
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,20 +1,31 @@
-"""Detection over many images: pick a detector, walk a source, write labels and pictures."""
+"""Detection over many images: pick a detector, stream a source, write labels, tables, pictures and video.
+
+Frames are decoded in a background thread (pinpoint.sources.prefetch), grouped into batches of
+one size and sent through the network together; the outputs of each frame are written as it
+comes back, and the per-point table (CSV / JSON) once at the end.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from pinpoint.classical import CLASSICAL_METHODS, detect_classical
-from pinpoint.data.dataset import read_split
-from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, to_grey
+from pinpoint.data.images import IMAGE_SUFFIXES, read_image, to_grey
 from pinpoint.errors import InputError
+from pinpoint.files import atomic_path, write_text
 from pinpoint.points import Points
 from pinpoint.predict import Detector, ImageLike
+from pinpoint.sources import Frame, ImageFiles, open_source, prefetch
+
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}  # fourcc per container
 
 
 class ClassicalDetector:
@@ -34,52 +45,138 @@ class ClassicalDetector:
         points = detect_classical(grey, self.name)
         return (points[points.score >= conf] if conf is not None else points), None
 
+    def predict_batch_with_heatmap(self, images: Sequence[ImageLike], conf: float | None = None,
+                                   heatmaps: bool = True) -> list[tuple[Points, None]]:
+        """One image at a time: the classical filters have no batch form worth having."""
+        return [self.predict_with_heatmap(image, conf) for image in images]
 
-def make_detector(weights: str | None, method: str | None, device: str = "auto") -> Detector | ClassicalDetector:
-    """A checkpoint's Detector, or a classical method by name."""
+
+def make_detector(weights: str | None, method: str | None, device: str = "auto",
+                  threads: int | None = None) -> Detector | ClassicalDetector:
+    """A checkpoint's (or an exported .onnx's) Detector, or a classical method by name."""
     if weights:
-        return Detector.load(weights, device)
+        return Detector.load(weights, device, threads)
     if method:
         return ClassicalDetector(method)
     raise InputError("give --weights CHECKPOINT or --method NAME")
 
 
 def iter_source(source: str | os.PathLike, split: str | os.PathLike | None = None) -> Iterator[Path]:
-    """Image paths of a source: one image, a folder of images, or a dataset folder with images/."""
-    source = Path(source)
-    if source.is_file():
-        if source.suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(f"{source}: not a supported image ({', '.join(IMAGE_SUFFIXES)})")
-        yield source
+    """Image paths of a source: one image, a folder of images, a dataset folder with images/, a glob or a list file."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        yield path
         return
-    if not source.exists():
-        raise InputError(f"{source}: no such file or folder")
-    folder = source / "images" if (source / "images").is_dir() else source
-    if split is not None:
-        for stem in read_split(split):
-            yield find_image(folder, stem)
-        return
-    paths = list_images(folder)
-    if not paths:
-        raise InputError(f"{folder}: no images found")
-    yield from paths
+    frames = open_source(source, split)
+    if not isinstance(frames, ImageFiles):
+        raise InputError(f"{source}: a {frames.kind} has frames, not image paths; use detect_folder for it")
+    yield from frames.paths
 
 
 def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathLike, split: str | os.PathLike | None = None,
                   save_txt: str | os.PathLike | None = None, save_vis: str | os.PathLike | None = None,
-                  conf: float | None = None, progress: bool = True) -> tuple[int, int]:
-    """Run `detector` over a source; returns (images, points). Labels and pictures are written per image."""
+                  conf: float | None = None, progress: bool = True, *, save_csv: str | os.PathLike | None = None,
+                  save_json: str | os.PathLike | None = None, save_video: str | os.PathLike | None = None,
+                  batch: int = 8, skipped: list[str] | None = None) -> tuple[int, int]:
+    """Run `detector` over any source (see pinpoint.sources.open_source); returns (frames, points).
+
+    Per frame: a label file in `save_txt` and a picture in `save_vis` named after the frame,
+    and a frame of the annotated video `save_video`. At the end: every point as a row of the
+    CSV `save_csv` (frame, name, x, y in pixels, score) and every frame in the JSON `save_json`.
+    With `skipped` a list, images that cannot be read are recorded there and left out instead of stopping the run.
+    """
+    frames = open_source(source, split, skipped)
+    drawing = bool(save_vis or save_video)
+    rows: list[str] = []
+    records: list[dict] = []
+    count = total = 0
+    with contextlib.ExitStack() as stack:
+        video = stack.enter_context(_VideoSink(save_video, frames.fps)) if save_video else None
+        bar = stack.enter_context(tqdm(total=frames.total, desc=f"detect {frames.kind}", unit="img", disable=not progress))
+        for group in batches(prefetch(frames.frames(skipped), depth=max(2 * batch, 4), label=frames.label), batch):
+            results = detector.predict_batch_with_heatmap([frame.image for frame in group], conf, heatmaps=drawing)
+            for frame, (points, heatmap) in zip(group, results):
+                if save_txt:
+                    points.save(Path(save_txt) / f"{frame.name}.txt")
+                if drawing:
+                    _draw(frame, points, heatmap, save_vis, video)
+                if save_csv:
+                    rows.extend(f"{frame.index},{frame.name},{x:.4f},{y:.4f},{score:.6f}" for (x, y), score in zip(points.xy, points.score))
+                if save_json:
+                    records.append(_frame_record(frame, points))
+                count += 1
+                total += len(points)
+            bar.update(len(group))
+    if save_csv:
+        write_text(save_csv, "frame,name,x,y,score\n" + "".join(row + "\n" for row in rows))
+    if save_json:
+        document = {"source": str(source), "kind": frames.kind, "fps": frames.fps, "coordinates": "pixels, x = column, y = row",
+                    "frames": records}
+        write_text(save_json, json.dumps(document, indent=1) + "\n")
+    return count, total
+
+
+def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    """Consecutive frames in groups of up to `size`; a change of image size starts a new group (one tensor per group)."""
+    group: list[Frame] = []
+    for frame in frames:
+        if group and (len(group) >= size or frame.image.shape != group[0].image.shape):
+            yield group
+            group = []
+        group.append(frame)
+    if group:
+        yield group
+
+
+def _frame_record(frame: Frame, points: Points) -> dict:
+    height, width = points.image_size
+    return {"frame": frame.index, "name": frame.name, "height": height, "width": width,
+            "points": [{"x": round(float(x), 4), "y": round(float(y), 4), "score": round(float(s), 6)}
+                       for (x, y), s in zip(points.xy, points.score)]}
+
+
+def _draw(frame: Frame, points: Points, heatmap: np.ndarray | None, save_vis: str | os.PathLike | None,
+          video: "_VideoSink | None") -> None:
     from pinpoint.viz import annotate, save_image
 
-    paths = list(iter_source(source, split))
-    count = total = 0
-    for path in tqdm(paths, desc="detect", unit="img", disable=not progress):
-        grey = read_image(path)
-        points, heatmap = detector.predict_with_heatmap(grey, conf)
-        if save_txt:
-            points.save(Path(save_txt) / f"{path.stem}.txt")
-        if save_vis:
-            save_image(Path(save_vis) / f"{path.stem}.png", annotate(grey, points, heatmap))
-        count += 1
-        total += len(points)
-    return count, total
+    picture = annotate(frame.image, points, heatmap)
+    if save_vis:
+        save_image(Path(save_vis) / f"{frame.name}.png", picture)
+    if video is not None:
+        video.write(picture, frame.origin)
+
+
+class _VideoSink:
+    """An annotated video written atomically: frames go to a temporary file renamed on success."""
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        self.path = Path(path)
+        self.fps = fps
+        fourcc = VIDEO_CODECS.get(self.path.suffix.lower())
+        if fourcc is None:
+            raise InputError(f"{self.path}: --save-video needs one of {', '.join(VIDEO_CODECS)}")
+        self.fourcc = fourcc
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+
+    def __enter__(self) -> "_VideoSink":
+        self._atomic = atomic_path(self.path)
+        self.tmp = self._atomic.__enter__()
+        return self
+
+    def write(self, picture: np.ndarray, origin: str) -> None:
+        height, width = picture.shape[:2]
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+            if not self.writer.isOpened():
+                raise InputError(f"{self.path}: OpenCV cannot write {self.fourcc} video here")
+            self.size = (height, width)
+        elif (height, width) != self.size:
+            raise InputError(f"{origin}: frame is {width}x{height} but the video {self.path} is {self.size[1]}x{self.size[0]};"
+                             " --save-video needs frames of one size")
+        self.writer.write(picture)
+
+    def __exit__(self, *exc_info) -> bool:
+        if self.writer is not None:
+            self.writer.release()
+        return bool(self._atomic.__exit__(*exc_info))

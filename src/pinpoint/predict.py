@@ -2,14 +2,16 @@
 
 A Detector wraps a trained network with the preprocessing and decoding settings it was
 trained with (they travel in the checkpoint), so `load("best.pt").predict("frame.png")`
-needs nothing else.
+needs nothing else. The network runs behind a backend: PyTorch for a checkpoint, onnxruntime
+for an .onnx file written by `pinpoint export` (pinpoint.export); preparation and decoding
+are the same code for both, so both give the same points.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -41,22 +43,63 @@ def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k:
             "threshold": threshold, "top_k": top_k, "nms_kernel": 3, "subpixel": True}
 
 
+class Backend(Protocol):
+    """Runs the network: a prepared batch (B, 1, H, W) float32 -> its raw output as a CPU or device tensor."""
+
+    name: str
+    threads: int
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor: ...
+
+
+class TorchBackend:
+    """PyTorch eager on a device (the checkpoint path)."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model = model
+        self.device = device
+
+    @property
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
+    @torch.no_grad()
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        return self.model(torch.from_numpy(batch).to(self.device))
+
+
 class Detector:
     """A trained model ready to find points: `Detector.load(path).predict(image)`."""
 
-    def __init__(self, model: nn.Module, settings: dict[str, Any], device: str | torch.device = "cpu",
-                 name: str = "model"):
+    def __init__(self, model: nn.Module | None, settings: dict[str, Any], device: str | torch.device = "cpu",
+                 name: str = "model", backend: Backend | None = None):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval() if model is not None else None
+        if backend is None and self.model is None:
+            raise ValueError("Detector needs a model or a backend")
+        self.backend = backend if backend is not None else TorchBackend(self.model, self.device)
         self.settings = dict(settings)
         self.name = name
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> "Detector":
-        """Load a checkpoint written by `pinpoint train` (best.pt or last.pt)."""
+    def load(cls, path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> "Detector":
+        """Load a checkpoint written by `pinpoint train` (best.pt or last.pt), or an .onnx from `pinpoint export`.
+
+        `threads` sets the intra-op threads: of the onnxruntime session for .onnx, of the whole
+        process (torch.set_num_threads) for a checkpoint. None keeps each library's default.
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: checkpoint not found")
+        if path.suffix.lower() == ".onnx":
+            from pinpoint.export import OnnxBackend
+
+            backend = OnnxBackend(path, threads=threads, device=device)
+            return cls(None, backend.settings, "cpu", name=backend.model_name, backend=backend)
+        if threads:
+            torch.set_num_threads(threads)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
             model = create_model(ckpt["model_name"], **ckpt["model_args"])
@@ -79,11 +122,9 @@ class Detector:
             return image
         return T.pad_to_multiple(image, self.settings["stride"])
 
-    @torch.no_grad()
     def forward(self, grey: np.ndarray) -> torch.Tensor:
         """The raw network output for one grey image: heatmap (1, 1, h, w) or point (1, 2)."""
-        tensor = torch.from_numpy(self.prepare(grey)).to(self.device)[None, None]
-        return self.model(tensor)
+        return self.backend(self.prepare(grey)[None, None])
 
     def predict(self, image: ImageLike, conf: float | None = None) -> Points:
         """Points in `image` (a path, or an array: grey, BGR or BGRA, 8/16-bit or float in [0, 1])."""
@@ -91,27 +132,59 @@ class Detector:
 
     def predict_with_heatmap(self, image: ImageLike, conf: float | None = None) -> tuple[Points, np.ndarray | None]:
         """Points plus the heatmap resampled to the original image (None for the regression model)."""
-        grey = read_image(image) if isinstance(image, (str, os.PathLike)) else to_grey(image)
-        height, width = grey.shape
+        return self.predict_batch_with_heatmap([image], conf)[0]
+
+    def predict_batch(self, images: Sequence[ImageLike], conf: float | None = None) -> list[Points]:
+        """Points in each of `images`, with one network call per image size (frames of a stream share one)."""
+        return [points for points, _ in self.predict_batch_with_heatmap(images, conf, heatmaps=False)]
+
+    def predict_batch_with_heatmap(self, images: Sequence[ImageLike], conf: float | None = None,
+                                   heatmaps: bool = True) -> list[tuple[Points, np.ndarray | None]]:
+        """(points, heatmap in the image's frame or None) per image; `heatmaps=False` skips resampling them.
+
+        Images are grouped by size; each group is standardised per image, stacked, run through
+        the network once and decoded as one batch.
+        """
+        greys = [read_image(image) if isinstance(image, (str, os.PathLike)) else to_grey(image) for image in images]
         threshold = self.threshold if conf is None else conf
-        out = self.forward(grey)
-        if self.settings["output"] == "point":
-            size = self.settings["img_size"]
-            frame = (size, size) if size else (height, width)
-            xy = out[0].cpu().numpy().astype(np.float64) * np.array([frame[1], frame[0]])
-            xy = T.map_resize(xy, frame, (height, width))
-            return Points(np.clip(xy, 0, [width - 1, height - 1]), [1.0], (height, width)), None
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, grey in enumerate(greys):
+            groups.setdefault(grey.shape, []).append(i)
+        results: list[tuple[Points, np.ndarray | None]] = [None] * len(greys)  # type: ignore[list-item]
+        for shape, members in groups.items():
+            batch = np.stack([self.prepare(greys[i]) for i in members])[:, None]
+            decoded = self.decode_output(self.backend(batch), shape, threshold, heatmaps)
+            for i, result in zip(members, decoded):
+                results[i] = result
+        return results
+
+    def decode_output(self, out: torch.Tensor, image_size: tuple[int, int], threshold: float,
+                heatmaps: bool) -> list[tuple[Points, np.ndarray | None]]:
+        """Network output for a batch of images of `image_size` -> points in the original pixels."""
+        height, width = image_size
         size = self.settings["img_size"]
+        frame = (size, size) if size else (height, width)
+        if self.settings["output"] == "point":
+            xy = out.detach().cpu().numpy().astype(np.float64) * np.array([frame[1], frame[0]])
+            xy = np.clip(T.map_resize(xy, frame, (height, width)), 0, [width - 1, height - 1])
+            return [(Points(point, [1.0], (height, width)), None) for point in xy]
         heatmap = out if size else out[:, :, :height, :width]
-        (xy, scores), = decode(heatmap, self.settings["top_k"], threshold, self.settings["nms_kernel"], self.settings["subpixel"])
-        hmap = heatmap[0, 0].cpu().numpy()
-        if size:
-            xy = T.map_resize(xy, (size, size), (height, width))
-            hmap, _ = T.resize(hmap, np.zeros((0, 2)), (height, width))
-        xy = np.clip(xy, 0, [width - 1, height - 1]) if len(xy) else xy
-        return Points(xy, scores, (height, width)), hmap
+        decoded = decode(heatmap, self.settings["top_k"], threshold, self.settings["nms_kernel"], self.settings["subpixel"])
+        maps = heatmap[:, 0].detach().cpu().numpy() if heatmaps else None
+        results = []
+        for b, (xy, scores) in enumerate(decoded):
+            hmap = None
+            if size:
+                xy = T.map_resize(xy, (size, size), (height, width))
+                if heatmaps:
+                    hmap, _ = T.resize(maps[b], np.zeros((0, 2)), (height, width))
+            elif heatmaps:
+                hmap = maps[b]
+            xy = np.clip(xy, 0, [width - 1, height - 1]) if len(xy) else xy
+            results.append((Points(xy, scores, (height, width)), hmap))
+        return results
 
 
-def load(path: str | os.PathLike, device: str = "auto") -> Detector:
-    """Load a trained detector from a checkpoint: `pinpoint.load("runs/x/best.pt").predict(image)`."""
-    return Detector.load(path, device)
+def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> Detector:
+    """Load a trained detector from a checkpoint or an exported .onnx: `pinpoint.load("runs/x/best.pt").predict(image)`."""
+    return Detector.load(path, device, threads)

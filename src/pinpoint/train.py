@@ -4,6 +4,16 @@ Each epoch: shuffle, augment, step the optimizer over the training split; step t
 score the validation split as a detector (F1 at cfg.match_px, AP) and keep the best epoch;
 write last.pt (and best.pt), the CSV log and the loss curve. At the end the detection threshold
 that maximises validation F1 is stored in the checkpoints as the default of `detect`.
+
+Several processes (torchrun): cfg.batch is the GLOBAL batch. Each process takes its share of
+every global batch and DistributedDataParallel averages the gradients, with BatchNorm statistics
+synchronised, so N processes take the same steps as one process with the same batch. Rank 0
+alone validates and writes files; the others wait at a barrier.
+
+Crash safety: last.pt is replaced atomically at every epoch end, and every cfg.save_every_steps
+batches inside an epoch, with all it takes to go on: weights, optimizer, schedule, loss scaler,
+epoch and batch within it, every process's RNG states and the history. resume(run_dir) continues
+from there; in deterministic mode on the CPU the result equals an uninterrupted run bit for bit.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -20,15 +31,176 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pinpoint import distributed
 from pinpoint.config import TrainConfig
-from pinpoint.data.dataset import Sample, TrainingSet, dataset_stems, load_sample
+from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, write_text
 from pinpoint.losses import heatmap_loss, point_loss
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
-from pinpoint.predict import Detector, inference_settings, resolve_device
+from pinpoint.predict import Detector, inference_settings
+
+
+def train(cfg: TrainConfig, state: dict[str, Any] | None = None) -> Path:
+    """Train a model as `cfg` says; returns the run folder with best.pt, last.pt, log.csv and loss.png.
+
+    Under torchrun, every process calls this with the same `cfg`. `state` is a last.pt checkpoint
+    to continue from (see resume()).
+    """
+    cluster = distributed.start(cfg.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(cfg, cluster, state)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        distributed.stop(cluster)
+
+
+def resume(run_dir: str | os.PathLike, device: str | None = None, workers: int | None = None,
+           progress: bool | None = None) -> Path:
+    """Continue the run in `run_dir` from its last.pt, with the settings it was started with.
+
+    Only where it runs may change (device, data-loading workers, progress bar), not what it learns.
+    """
+    run_dir = Path(run_dir)
+    state = read_checkpoint(run_dir / "last.pt")
+    cfg = TrainConfig.from_dict(state["config"])
+    cfg.out = str(run_dir)
+    cfg.device = cfg.device if device is None else device
+    cfg.workers = cfg.workers if workers is None else workers
+    cfg.progress = cfg.progress if progress is None else progress
+    return train(cfg, state)
+
+
+def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any] | None) -> Path:
+    device, main = cluster.device, cluster.is_main
+    batch = batch_per_process(cfg.batch, cluster.world_size)
+    seed_everything(cfg.seed)
+    if cfg.deterministic:
+        make_deterministic(device)
+    amp = autocast_dtype(cfg.amp, device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    out = Path(cfg.out)
+
+    skipped: list[str] | None = [] if cfg.skip_bad else None
+    train_stems, val_stems = split_stems(cfg, skipped)
+    train_samples = load_stems(cfg.data, train_stems, skipped)
+    val_samples = load_stems(cfg.data, val_stems, skipped)
+    if not train_samples:
+        raise InputError(f"{cfg.data}: no usable training image ({len(skipped or [])} bad file(s) skipped)")
+    model = create_model(cfg.model, **cfg.model_args).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
+    val_set = TrainingSet(val_samples, cfg, model.output, seed=cfg.seed)
+    sampler = EpochSampler(len(dataset), cluster.world_size, cluster.rank, cfg.seed, batch)
+    # Not persistent_workers: workers copy the dataset when an epoch's iteration starts, which is
+    # how they learn the epoch number that seeds the augmentation.
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=len(dataset) >= cfg.batch,
+        generator=torch.Generator().manual_seed(cfg.seed), pin_memory=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 gradients underflow without it
+
+    history: list[dict[str, Any]] = []
+    best_key, best_threshold_value, threshold = (-math.inf,), cfg.threshold, cfg.threshold
+    start_epoch, start_batch, carried_loss = 1, 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:  # empty when the run began without fp16
+            scaler.load_state_dict(state["scaler"])
+        history, threshold = state["history"], state["inference"]["threshold"]
+        best_key, best_threshold_value = tuple(state["best_key"]), state["best_threshold"]
+        start_epoch, start_batch = state["epoch"] + 1, state["step"]
+        processes = state["processes"]
+        set_rng_state(processes[cluster.rank if cluster.rank < len(processes) else 0]["rng"], device)
+        carried_loss = float(np.mean([p["loss_sum"] for p in processes]))  # the epoch loss is a mean over processes
+    net = distributed.wrap(model, cluster)
+    if main:
+        write_text(out / "config.json", _json(cfg.to_dict()))
+        where = f"{cluster.world_size} processes on {device.type} (batch {cfg.batch} = {cluster.world_size} x {batch})" \
+            if cluster.distributed else str(device)
+        print(f"pinpoint train: {cfg.model} ({count_parameters(model):,} parameters) on {where}, "
+              f"{len(train_samples)} training / {len(val_samples)} validation images -> {out}"
+              + (f"; continuing after epoch {start_epoch - 1}, batch {start_batch}" if state else "")
+              + (f"; {len(skipped)} bad file(s) skipped, listed at the end" if skipped else ""), flush=True)
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        started = time.time()
+        first = start_batch if epoch == start_epoch else 0  # batches a resumed epoch already did
+        total, batches = (carried_loss, first) if epoch == start_epoch else (0.0, 0)
+        net.train()
+        dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch, first)
+        steps = first + len(loader)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", initial=first, total=steps, leave=False,
+                   disable=not (cfg.progress and main))
+        for images, targets, weights in bar:
+            images = images.to(device, non_blocking=True, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            targets, weights = targets.to(device, non_blocking=True), weights.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                pred = net(images)
+            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += loss.item()
+            batches += 1
+            bar.set_postfix(loss=f"{total / batches:.5f}")
+            if cfg.save_every_steps and batches % cfg.save_every_steps == 0 and batches < steps:
+                processes = distributed.gather_objects(process_state(total, device))
+                if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
+                    save_checkpoint({**make_checkpoint(model, cfg, threshold, epoch - 1, history[-1] if history else {}),
+                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history,
+                                                       best_key, best_threshold_value)}, out / "last.pt")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        processes = distributed.gather_objects(process_state(0.0, device))
+        train_loss = distributed.mean_over_processes(total / max(batches, 1), device)
+
+        if main:
+            row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss}
+            if val_samples:
+                model.eval()
+                row["val_loss"] = validation_loss(model, val_set, device)
+                row.update(evaluate_detector(Detector(model, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k), device),
+                                             val_samples, cfg.match_px))
+            row["seconds"] = time.time() - started
+            history.append(row)
+
+            key = (row["val_f1"], row["val_ap"], -row["val_loss"]) if val_samples else (-row["train_loss"],)
+            threshold = row.get("val_threshold", cfg.threshold) if cfg.tune_threshold else cfg.threshold
+            if key > best_key:
+                best_key, best_threshold_value = key, threshold
+                save_checkpoint(make_checkpoint(model, cfg, threshold, epoch, row), out / "best.pt")
+            save_checkpoint({**make_checkpoint(model, cfg, threshold, epoch, row),
+                             **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value)},
+                            out / "last.pt")
+            write_log(history, out / "log.csv")
+            plot_losses(history, out / "loss.png")
+            print(_epoch_line(row, cfg.epochs), flush=True)
+        distributed.barrier()
+
+    if main:
+        print(f"pinpoint train: best epoch {_best_epoch(history, bool(val_samples))} (threshold {best_threshold_value:.3f}); "
+              f"weights in {out / 'best.pt'} and {out / 'last.pt'}")
+        if skipped:
+            write_text(out / "skipped.txt", "\n".join(skipped) + "\n")
+            print(format_skipped(skipped, "pinpoint train"))
+    return out
+
+
+def batch_per_process(global_batch: int, world_size: int) -> int:
+    """Each process's share of the global batch; it must split evenly for the steps to match one process's."""
+    if global_batch < 1 or global_batch % world_size:
+        raise InputError(f"--batch {global_batch}: the global batch must split evenly over {world_size} process(es)")
+    return global_batch // world_size
 
 
 def seed_everything(seed: int) -> None:
@@ -37,9 +209,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def split_stems(cfg: TrainConfig) -> tuple[list[str], list[str]]:
+def make_deterministic(device: torch.device) -> None:
+    """Same inputs, same bits: exact on the CPU. CUDA has kernels with no deterministic version
+    (bilinear upsampling's backward): they warn instead of stopping the run."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision type for `--amp`: auto = bf16 on GPUs that have it, else fp16; off on the CPU,
+    where lower precision saves no time for these small convolutions."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise InputError("--amp fp16: half precision needs a CUDA device; use --amp bf16 or off on the CPU")
+        return torch.float16
+    raise InputError(f"--amp {amp}: choose auto, off, bf16 or fp16")
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.01)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(cfg.lr_step, 1), gamma=cfg.lr_gamma)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose step or cosine")
+
+
+def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str) -> torch.Tensor:
+    return heatmap_loss(pred, targets, kind) if output == "heatmap" else point_loss(pred, targets, weights)
+
+
+def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Training and validation stems; without a val split, a seeded share of the training split."""
-    stems = dataset_stems(cfg.data, cfg.split)
+    stems = dataset_stems(cfg.data, cfg.split, skipped)
     if cfg.val_split:
         val = dataset_stems(cfg.data, cfg.val_split)
         overlap = sorted(set(val) & set(stems))
@@ -69,9 +278,19 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     return {"val_f1": f1, "val_ap": ap, "val_threshold": threshold}
 
 
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, dataset: TrainingSet, device: torch.device) -> float:
+    """The training loss on whole validation images, prepared as inference prepares them."""
+    losses = []
+    for i in range(len(dataset)):
+        image, target, weight = (t[None].to(device) for t in dataset.whole(i, model.stride))
+        losses.append(training_loss(model.output, model(image), target, weight, dataset.cfg.loss).item())
+    return float(np.mean(losses))
+
+
 def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, epoch: int,
-                    metrics: dict[str, Any], optimizer=None, scheduler=None) -> dict[str, Any]:
-    """A plain dict: weights, how to rebuild and run the model, and where training stood."""
+                    metrics: dict[str, Any]) -> dict[str, Any]:
+    """A plain dict: weights, how to rebuild and run the model, and which epoch they are from."""
     return {
         "model": model.state_dict(),
         "model_name": cfg.model,
@@ -80,97 +299,64 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
         "config": cfg.to_dict(),
         "epoch": epoch,
         "metrics": metrics,
-        "optimizer": optimizer.state_dict() if optimizer else None,
-        "scheduler": scheduler.state_dict() if scheduler else None,
         "pinpoint_version": 1,
     }
 
 
+def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
+                    processes: list[dict[str, Any]], history: list[dict[str, Any]], best_key: tuple,
+                    best_threshold_value: float) -> dict[str, Any]:
+    """What last.pt holds besides the weights so that training can go on as if never stopped.
+
+    `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
+    epoch's end); `processes` holds each process's RNG states and its running loss sum.
+    """
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": step,
+        "processes": processes,
+        "history": list(history),
+        "best_key": list(best_key),
+        "best_threshold": best_threshold_value,
+    }
+
+
+def process_state(loss_sum: float, device: torch.device) -> dict[str, Any]:
+    """This process's part of a resumable checkpoint: its random generators and running loss sum."""
+    return {"rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "loss_sum": loss_sum}
+
+
+def set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and rng["cuda"] is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
 def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """Written to a temporary file, fsynced and renamed: a crash leaves the previous checkpoint whole."""
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train a model as `cfg` says; returns the run folder with best.pt, last.pt, log.csv and loss.png."""
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    train_stems, val_stems = split_stems(cfg)
-    train_samples = [load_sample(cfg.data, s) for s in train_stems]
-    val_samples = [load_sample(cfg.data, s) for s in val_stems]
-    model = create_model(cfg.model, **cfg.model_args).to(device)
-    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
-    val_set = TrainingSet(val_samples, cfg, model.output, seed=cfg.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers, drop_last=len(dataset) > cfg.batch,
-        generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.01)
-    elif cfg.schedule == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(cfg.lr_step, 1), gamma=cfg.lr_gamma)
-    else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose step or cosine")
-    write_text(out / "config.json", _json(cfg.to_dict()))
-    print(f"pinpoint train: {cfg.model} ({count_parameters(model):,} parameters) on {device}, "
-          f"{len(train_samples)} training / {len(val_samples)} validation images -> {out}")
-
-    history: list[dict[str, Any]] = []
-    best_key, best_threshold_value = (-math.inf,), cfg.threshold
-    for epoch in range(1, cfg.epochs + 1):
-        started = time.time()
-        model.train()
-        dataset.set_epoch(epoch)
-        total, batches = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
-        for images, targets, weights in bar:
-            images, targets, weights = images.to(device), targets.to(device), weights.to(device)
-            pred = model(images)
-            loss = heatmap_loss(pred, targets, cfg.loss) if model.output == "heatmap" else point_loss(pred, targets, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            batches += 1
-            bar.set_postfix(loss=f"{total / batches:.5f}")
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-
-        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": total / max(batches, 1)}
-        if val_samples:
-            model.eval()
-            row["val_loss"] = validation_loss(model, val_set, device)
-            row.update(evaluate_detector(Detector(model, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k), device), val_samples, cfg.match_px))
-        row["seconds"] = time.time() - started
-        history.append(row)
-
-        key = (row["val_f1"], row["val_ap"], -row["val_loss"]) if val_samples else (-row["train_loss"],)
-        threshold = row.get("val_threshold", cfg.threshold) if cfg.tune_threshold else cfg.threshold
-        save_checkpoint(make_checkpoint(model, cfg, threshold, epoch, row, optimizer, scheduler), out / "last.pt")
-        if key > best_key:
-            best_key, best_threshold_value = key, threshold
-            save_checkpoint(make_checkpoint(model, cfg, threshold, epoch, row), out / "best.pt")
-        write_log(history, out / "log.csv")
-        plot_losses(history, out / "loss.png")
-        print(_epoch_line(row, cfg.epochs), flush=True)
-
-    print(f"pinpoint train: best epoch {_best_epoch(history, val_samples)} (threshold {best_threshold_value:.3f}); "
-          f"weights in {out / 'best.pt'} and {out / 'last.pt'}")
-    return out
-
-
-@torch.no_grad()
-def validation_loss(model: torch.nn.Module, dataset: TrainingSet, device: torch.device) -> float:
-    """The training loss on whole validation images, prepared as inference prepares them."""
-    losses = []
-    for i in range(len(dataset)):
-        image, target, weight = (t[None].to(device) for t in dataset.whole(i, model.stride))
-        pred = model(image)
-        losses.append((heatmap_loss(pred, target, dataset.cfg.loss) if model.output == "heatmap" else point_loss(pred, target, weight)).item())
-    return float(np.mean(losses))
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A last.pt to resume from; anything else is an InputError naming it."""
+    if not path.is_file():
+        raise InputError(f"{path}: no checkpoint to resume from (expected RUN_DIR/last.pt)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises many kinds on a damaged file
+        raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__})") from None
+    missing = [k for k in ("model", "config", "optimizer", "scheduler", "scaler", "step", "processes", "history")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise InputError(f"{path}: not a resumable checkpoint (no {', '.join(missing)}); resume from a run's last.pt")
+    return state
 
 
 def write_log(history: list[dict[str, Any]], path: Path) -> None:

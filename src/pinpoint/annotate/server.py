@@ -30,12 +30,14 @@ import threading
 import traceback
 import webbrowser
 from collections import OrderedDict
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pinpoint.annotate.render import DEFAULT_HIGH, DEFAULT_LOW, render_png
 from pinpoint.annotate.store import AnnotationStore, Predictor, RequestError, check_name, parse_points
+from pinpoint.errors import InputError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1_000_000  # 10,000 points as JSON take about 400 kB
@@ -67,7 +69,31 @@ class AnnotationServer(ThreadingHTTPServer):
         self.static_files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
         self._png_cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._png_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__((host, port), AnnotationHandler)
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening and also end kept-alive connections, whose threads would otherwise
+        go on answering the browser after the server is closed."""
+        super().server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def port(self) -> int:
@@ -255,6 +281,14 @@ class AnnotationHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals (bad request line, unknown method) as JSON too."""
+        self.close_connection = True
+        try:
+            self._send_json({"error": message or HTTPStatus(code).phrase}, code)
+        except ValueError:  # not a status the http module knows
+            self._send_json({"error": message or "error"}, code)
+
     def log_message(self, format: str, *args) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
@@ -331,7 +365,10 @@ def make_server(data_dir: str | os.PathLike, weights: str | os.PathLike | None =
 
         predictor = load(weights).predict
     store = AnnotationStore(data_dir, predictor)
-    return AnnotationServer(store, host, port, verbose)
+    try:
+        return AnnotationServer(store, host, port, verbose)
+    except OSError as exc:  # port taken, address not on this machine, no permission
+        raise InputError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); try another --port") from None
 
 
 def serve(data_dir: str | os.PathLike, weights: str | os.PathLike | None = None, host: str = "127.0.0.1",

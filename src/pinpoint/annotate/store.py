@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ class AnnotationStore:
         if not self.images_dir.is_dir():
             raise InputError(f"{self.images_dir}: no images/ folder in the dataset")
         for folder in (self.images_dir, self.labels_dir):
-            if folder.exists() and not self._inside(folder):
+            if _present(folder) and not self._inside(folder):
                 raise InputError(f"{folder}: points outside {self.root}; the annotation tool only works inside the dataset folder")
         self.predictor = predictor
         self.match_px = match_px
@@ -84,7 +85,7 @@ class AnnotationStore:
     def scan(self) -> list[str]:
         """Re-read the images folder (images may be added while the tool runs); returns the names."""
         found: dict[str, Path] = {}
-        for path in list_images(self.images_dir):
+        for path in sorted(list_images(self.images_dir), key=natural_key):
             # A symbolic link out of the dataset is skipped, never served.
             if path.stem not in found and self._inside(path):
                 found[path.stem] = path
@@ -115,10 +116,10 @@ class AnnotationStore:
     def label_path(self, name: str) -> Path:
         """labels/NAME.txt for an existing image, refused (403) if it would lead out of the dataset."""
         self.image_path(name)
-        if self.labels_dir.exists() and not self._inside(self.labels_dir):
+        if _present(self.labels_dir) and not self._inside(self.labels_dir):
             raise RequestError(403, f"{self.labels_dir}: points outside the dataset folder")
         path = self.labels_dir / f"{name}.txt"
-        if (path.exists() or path.is_symlink()) and not self._inside(path):
+        if _present(path) and not self._inside(path):
             raise RequestError(403, f"{path}: a link to a file outside the dataset folder; refusing to follow it")
         return path
 
@@ -247,6 +248,16 @@ class AnnotationStore:
         if not review["labelled"]:
             return None
         return review["misses"] > 0 or review["false_alarms"] > 0
+
+
+def _present(path: Path) -> bool:
+    """Exists, or is a link, even one whose target is missing (it would still lead somewhere)."""
+    return path.exists() or path.is_symlink()
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts frame_2 before frame_10, the order a person steps through with a / d."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", path.name)]
 
 
 def check_name(name: str) -> None:

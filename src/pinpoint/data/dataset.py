@@ -114,6 +114,11 @@ def _report(problems: list[str], skipped: list[str] | None) -> None:
         skipped.extend(problems)
 
 
+def format_skipped(skipped: list[str], who: str) -> str:
+    """The end-of-run list of bad files: a count, then each file with its reason."""
+    return "\n".join([f"{who}: skipped {len(skipped)} bad file(s):"] + [f"  {line}" for line in skipped])
+
+
 class EpochSampler(torch.utils.data.Sampler[int]):
     """This process's share of an epoch's shuffled order, from a given batch on.
 
@@ -162,7 +167,8 @@ class TrainingSet(torch.utils.data.Dataset):
         return len(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
-        """Different, reproducible augmentation every epoch (also across DataLoader workers)."""
+        """Different, reproducible augmentation every epoch. DataLoader workers see it only if they copy
+        the dataset after this call, i.e. when they start with the epoch (not persistent workers)."""
         self.epoch = epoch
 
     def __getitem__(self, index: int):

@@ -1,7 +1,8 @@
 """PinNet: pinpoint's own heatmap model, built for 1-pixel targets on a CPU budget.
 
 What it changes against the seed heatmap net, and why:
-- a full-resolution stem of two convs, so a one-pixel target is seen before any downsampling;
+- a full-resolution stem and a full-resolution decoder stage, so a one-pixel target is seen
+  before any downsampling and its peak is placed at full resolution;
 - strided convs instead of max-pooling (pooling keeps the brightest pixel of every 2x2 block,
   which looks like a target everywhere in noisy frames);
 - residual blocks, and a dilated block at 1/8 resolution that sees ~40 px of context, enough to
@@ -58,11 +59,11 @@ class PinNet(nn.Module):
     output = "heatmap"
     stride = 8
 
-    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48)):
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32)):
         super().__init__()
         w1, w2, w3, w4 = widths
-        self.stem = nn.Sequential(conv_bn_relu(1, w1), conv_bn_relu(w1, w1))
-        self.down2 = nn.Sequential(conv_bn_relu(w1, w2, stride=2), ResBlock(w2))
+        self.stem = conv_bn_relu(1, w1)
+        self.down2 = nn.Sequential(conv_bn_relu(w1, w2, stride=2), conv_bn_relu(w2, w2))
         self.down3 = nn.Sequential(conv_bn_relu(w2, w3, stride=2), ResBlock(w3))
         self.down4 = nn.Sequential(conv_bn_relu(w3, w4, stride=2), ResBlock(w4, dilation=2), ResBlock(w4, dilation=4))
         self.up3 = Up(w4, w3)

@@ -4,6 +4,8 @@
 // the centre of pixel (row i, column j) being x = j, y = i. On screen the image's left edge is
 // at view.ox and one image pixel is view.scale CSS pixels wide, so a screen position sx lies
 // u = (sx - ox) / scale pixels from the left edge, which is x = u - 0.5 in that convention.
+// Pointer events, not mouse events: Chromium gives them fractional positions, while mouse
+// events are truncated to whole CSS pixels, a quarter of an image pixel at the fitted size.
 "use strict";
 
 (() => {
@@ -12,6 +14,7 @@
   const MAX_ZOOM = 16; // times the fitted size, and at least 16 CSS px per image pixel
   const WHEEL_SPEED = 0.0015; // zoom factor exp(-deltaY * speed): 100 px of wheel = x1.16
   const HISTORY_LIMIT = 500; // undo steps kept per image
+  const RETRY_MS = 3000; // a save that could not reach the server is sent again after this long
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -57,7 +60,11 @@
     }
     const response = await fetch(path, options);
     const data = await response.json().catch(() => ({ error: response.statusText }));
-    if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+    if (!response.ok) {
+      const error = new Error(data.error || `${response.status} ${response.statusText}`);
+      error.status = response.status;
+      throw error;
+    }
     return data;
   }
 
@@ -137,8 +144,16 @@
   // Sends the whole point list of the current image: PUT writes labels/NAME.txt, DELETE removes it
   // (when undo goes back to before the first point). Queued, so requests never overtake each other.
   function save() {
-    const name = state.name;
-    const points = copyPoints(state.points);
+    return enqueueSave(state.name, copyPoints(state.points));
+  }
+
+  const latestSave = new Map(); // image name -> number of its newest save, so a stale retry is dropped
+  let saveCount = 0;
+  let retryTimer = null;
+
+  function enqueueSave(name, points) {
+    const number = ++saveCount;
+    latestSave.set(name, number);
     pendingSaves += 1;
     renderSaveStatus();
     saveChain = saveChain.then(async () => {
@@ -146,17 +161,28 @@
         const path = `/api/labels/${enc(name)}`;
         if (points === null) await api("DELETE", path);
         else await api("PUT", path, { points });
-        saveError = null;
+        if (latestSave.get(name) === number) saveError = null;
         updateEntry(name, points);
         if (name === state.name && state.mode === "review") loadReview();
       } catch (error) {
-        saveError = error.message;
+        // The server is gone or failed (not a refusal of the data): keep trying with this state,
+        // so that restarting the server is enough for nothing to be lost.
+        const retry = !error.status || error.status >= 500;
+        saveError = (retry ? "retrying — " : "") + error.message;
+        if (retry) scheduleRetry(name, points, number);
       } finally {
         pendingSaves -= 1;
         renderSaveStatus();
       }
     });
     return saveChain;
+  }
+
+  function scheduleRetry(name, points, number) {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      if (latestSave.get(name) === number) enqueueSave(name, points);
+    }, RETRY_MS);
   }
 
   function updateEntry(name, points) {
@@ -347,7 +373,7 @@
 
   // ----- mouse and keys ---------------------------------------------------------------------
 
-  canvas.addEventListener("mousedown", (event) => {
+  canvas.addEventListener("pointerdown", (event) => {
     canvas.focus();
     const p = toImage(event);
     if (event.button === 1 || (event.button === 0 && state.spaceDown)) {
@@ -373,7 +399,7 @@
     refresh();
   });
 
-  window.addEventListener("mousemove", (event) => {
+  window.addEventListener("pointermove", (event) => {
     const g = state.gesture;
     if (g && g.kind === "pan") {
       state.view.ox = g.ox + event.clientX - g.x;
@@ -404,7 +430,7 @@
     }
   });
 
-  window.addEventListener("mouseup", () => {
+  window.addEventListener("pointerup", () => {
     const g = state.gesture;
     state.gesture = null;
     canvas.classList.remove("panning");
@@ -416,6 +442,10 @@
       save();
     }
     refresh();
+  });
+
+  canvas.addEventListener("mousedown", (event) => {
+    if (event.button === 1) event.preventDefault(); // no auto-scroll: the middle button pans
   });
 
   canvas.addEventListener("contextmenu", (event) => {
@@ -434,7 +464,7 @@
     zoomAt(p.sx, p.sy, Math.exp(-delta * WHEEL_SPEED));
   }, { passive: false });
 
-  canvas.addEventListener("mouseleave", () => {
+  canvas.addEventListener("pointerleave", () => {
     state.cursor = null;
     state.hover = -1;
     renderStatus();
@@ -612,10 +642,15 @@
     }, color, 2);
   }
 
+  // Labels are drawn from the live point list, so edits show at once; their found / missed
+  // marks come from the last review, until the next one arrives after the save.
   function drawReview() {
     const review = state.review;
-    if (!review) return;
-    for (const [x, y, hit] of review.gt) {
+    const points = state.points || [];
+    const current = review && review.gt.length === points.length;
+    points.forEach(([x, y], i) => {
+      if (!current) return drawLabel(x, y, i === state.selected ? "selected" : "label", i === state.hover);
+      const hit = review.gt[i][2];
       const [sx, sy] = toScreen(x, y);
       const color = cssVar(hit ? "--label" : "--miss");
       outlined(() => {
@@ -623,8 +658,8 @@
         ctx.arc(sx, sy, hit ? 8 : 11, 0, 2 * Math.PI);
       }, color, hit ? 1.5 : 2.5);
       if (!hit) drawText("miss", sx + 14, sy - 8, color);
-    }
-    for (const [x, y, score, hit] of review.pred) {
+    });
+    for (const [x, y, score, hit] of review ? review.pred : []) {
       const [sx, sy] = toScreen(x, y);
       const color = cssVar(hit ? "--pred" : "--fa");
       drawCross(sx, sy, hit ? 4 : 6, color);
@@ -735,16 +770,17 @@
     const c = state.cursor;
     $("cursor").textContent = c ? `x ${c[0].toFixed(2)}  y ${c[1].toFixed(2)}` : "\u00a0";
     const v = state.view;
-    $("zoom").textContent = state.bitmap ? `zoom ×${(v.scale / v.fit).toFixed(1)} (${v.scale.toFixed(1)} px per pixel)` : "";
+    $("zoom").textContent = state.bitmap ? `zoom ×${(v.scale / v.fit).toFixed(1)} · ${v.scale.toFixed(1)} px/pixel` : "";
     const n = (state.points || []).length;
     $("count").textContent = !state.name ? "" : state.points === null ? "not labelled" : n === 0 ? "no target (0)" : `${n} point${n > 1 ? "s" : ""}`;
-    $("count").textContent += state.width ? `  ·  ${state.width} × ${state.height}` : "";
+    $("count").textContent += state.width ? ` · ${state.width}×${state.height}` : "";
   }
 
   function renderSaveStatus() {
     const status = $("save-status");
     status.className = saveError ? "failed" : pendingSaves ? "saving" : "saved";
-    status.textContent = saveError ? `not saved: ${saveError}` : pendingSaves ? "saving…" : "all changes saved";
+    status.textContent = saveError ? `not saved: ${saveError}` : pendingSaves ? "saving…" : "all saved";
+    status.title = saveError ? "Kept in this page and sent again every few seconds; do not close it." : "";
   }
 
   function renderButtons() {

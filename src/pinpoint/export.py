@@ -1,0 +1,136 @@
+"""ONNX export and the onnxruntime backend: deploy a detector without PyTorch in the loop.
+
+The exported graph takes the prepared tensor (B, 1, H, W) - standardised, and for the heatmap
+models padded to a multiple of the stride, exactly what Detector.prepare makes - with batch,
+height and width all dynamic, so one file serves any frame size. The inference settings
+(threshold, stride, img_size, output, top_k, ...) ride along as JSON in the model's
+metadata_props, so an .onnx alone is enough: `pinpoint.load("best.onnx").predict(image)`.
+BatchNorm is folded into the convolutions by the export in eval mode, and onnxruntime applies
+its full graph optimisation (layout changes, conv + activation fusion) when the session opens.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from pinpoint.errors import InputError
+from pinpoint.files import write_bytes
+from pinpoint.predict import Detector
+
+DEFAULT_OPSET = 17  # Resize, ReduceMax and every op the seed models use are stable at 17
+METADATA_KEY = "pinpoint"  # metadata_props entry holding the inference settings as JSON
+CHECK_TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on export: far below any score difference that matters
+
+_ORT_STATE = ort.capi.onnxruntime_pybind11_state
+# What opening a bad file can raise: onnxruntime's error types derive from Exception directly.
+_LOAD_ERRORS = (_ORT_STATE.Fail, _ORT_STATE.InvalidGraph, _ORT_STATE.InvalidProtobuf, _ORT_STATE.NoSuchFile,
+                _ORT_STATE.InvalidArgument, _ORT_STATE.NotImplemented, json.JSONDecodeError, OSError, RuntimeError)
+
+
+def export_onnx(weights: str | os.PathLike, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
+                check: bool = True) -> Path:
+    """Export a checkpoint to ONNX (default: beside it, same name, .onnx) and return the path written.
+
+    With `check`, the graph passes onnx.checker and onnxruntime reproduces PyTorch within
+    CHECK_TOLERANCE on a random non-square batch, before anything is written.
+    """
+    weights = Path(weights)
+    if weights.suffix.lower() == ".onnx":
+        raise InputError(f"{weights}: already an ONNX model; export takes a PyTorch checkpoint (.pt)")
+    detector = Detector.load(weights, device="cpu")
+    out = Path(out) if out else weights.with_suffix(".onnx")
+    data = onnx_bytes(detector.model, detector.settings, detector.name, opset)
+    if check:
+        error = check_onnx(data, detector.model)
+        if error > CHECK_TOLERANCE:
+            raise InputError(f"{weights}: the ONNX export differs from PyTorch by {error:.2g} (> {CHECK_TOLERANCE:g})")
+    write_bytes(out, data)
+    return out
+
+
+def onnx_bytes(model: nn.Module, settings: dict[str, Any], name: str = "model", opset: int = DEFAULT_OPSET) -> bytes:
+    """The serialised ONNX model of `model` in eval mode, with `settings` (and the model name) in its metadata."""
+    model = model.cpu().eval()
+    heatmap = settings["output"] == "heatmap"
+    side = 8 * int(settings["stride"])  # any multiple of the stride traces the same graph; the axes stay dynamic
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # torch >= 2.9 warns that the TorchScript exporter is legacy; the dynamo one needs onnxscript, not installed here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 1, side, side),), buffer, dynamo=False, opset_version=opset,
+                          input_names=["image"], output_names=["heatmap" if heatmap else "point"],
+                          dynamic_axes={"image": dynamic, ("heatmap" if heatmap else "point"): dynamic if heatmap else {0: "batch"}},
+                          do_constant_folding=True)
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps({**settings, "model_name": name})})
+    proto.producer_name = "pinpoint"
+    proto.doc_string = "input: standardised grey image (B, 1, H, W); see metadata 'pinpoint' for decoding settings"
+    return proto.SerializeToString()
+
+
+def check_onnx(data: bytes, model: nn.Module, batch: int = 2, seed: int = 0) -> float:
+    """Validate the graph and return max |onnxruntime - PyTorch| on a random input of a non-square size.
+
+    The size differs from the one traced at export (8 x stride square), so the dynamic axes are exercised too.
+    """
+    onnx.checker.check_model(onnx.load_from_string(data))
+    stride = int(getattr(model, "stride", 1))
+    size = (5 * max(stride, 8), 7 * max(stride, 8))
+    image = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, 1, *size)).astype(np.float32))
+    with torch.no_grad():
+        expected = model.cpu().eval()(image).numpy()
+    got = OnnxBackend(data, threads=1)(image.numpy()).numpy()
+    if got.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(got - expected).max())
+
+
+class OnnxBackend:
+    """The network of an exported .onnx run by onnxruntime on the CPU, behind Detector's backend interface."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, device: str = "cpu"):
+        label = "<bytes>" if isinstance(model, bytes) else str(model)
+        if str(device).startswith("cuda"):
+            raise InputError(f"{label}: --device {device}: this build runs ONNX models on the CPU only")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1  # the graph is a chain: parallelism lives inside each op
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3  # errors only: no per-session chatter on stderr
+        try:
+            source = model if isinstance(model, bytes) else str(model)
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            settings = json.loads(raw) if raw else None
+        except _LOAD_ERRORS as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise InputError(f"{label}: not a loadable ONNX model ({type(exc).__name__}: {first})") from None
+        if not isinstance(settings, dict) or not {"output", "stride", "img_size", "threshold", "top_k"} <= settings.keys():
+            raise InputError(f"{label}: an ONNX model without pinpoint settings; export it with `pinpoint export`")
+        settings.setdefault("nms_kernel", 3)
+        settings.setdefault("subpixel", True)
+        self.model_name = str(settings.pop("model_name", "onnx"))
+        self.settings = settings
+        self.input_name = self.session.get_inputs()[0].name
+        # 0 means onnxruntime's own default: one thread per physical core.
+        self.threads = int(threads) if threads else (os.cpu_count() or 1)
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return torch.from_numpy(out)

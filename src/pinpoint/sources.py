@@ -1,0 +1,285 @@
+"""Where frames come from: an image, a folder, a dataset folder, a glob, a list file or a video.
+
+`open_source(text)` looks at what the user typed and returns a FrameSource; iterating it
+yields Frames (index, name for the output files, grey float32 image). `prefetch` runs any
+frame iterator in a background thread behind a bounded queue, so decoding the next frames
+overlaps with the network working on the current ones, and a failure in that thread comes
+back to the caller as one InputError naming the file, never as a traceback from the thread.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+import cv2
+import numpy as np
+
+from pinpoint.data.dataset import read_split
+from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, to_grey
+from pinpoint.errors import InputError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
+LIST_SUFFIXES = (".txt",)
+GLOB_CHARACTERS = "*?["
+DEFAULT_FPS = 25.0  # frame rate given to an annotated video made from still images
+
+T = TypeVar("T")
+
+
+@dataclass
+class Frame:
+    """One image to run the detector on, with the name its outputs take."""
+
+    index: int  # position in the source, from 0
+    name: str  # output stem: the image's stem, or VIDEO_000123 for frame 123 of VIDEO
+    image: np.ndarray  # float32 grey (H, W) in [0, 1]
+    origin: str  # the file it was read from (the image, or the video)
+
+
+class FrameSource:
+    """A finite sequence of frames; `total` is their number when known in advance (None otherwise)."""
+
+    kind: str = "source"
+    label: str = ""
+    total: int | None = None
+    fps: float = DEFAULT_FPS
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, skipped: list[str] | None = None) -> Iterator[Frame]:
+        """The frames in order; with `skipped` a list, unreadable images are recorded there and left out."""
+        raise NotImplementedError
+
+
+class ImageFiles(FrameSource):
+    """Image files read one by one, named by their stems."""
+
+    def __init__(self, paths: list[Path], kind: str, label: str):
+        self.paths = paths
+        self.kind = kind
+        self.label = label
+        self.total = len(paths)
+
+    def frames(self, skipped: list[str] | None = None) -> Iterator[Frame]:
+        for index, path in enumerate(self.paths):
+            try:
+                image = _read(path)
+            except InputError as exc:
+                if skipped is None:
+                    raise
+                skipped.append(str(exc))
+                continue
+            yield Frame(index, path.stem, image, str(path))
+
+
+class VideoFile(FrameSource):
+    """Frames of a video decoded with OpenCV, named VIDEO_000000, VIDEO_000001, ..."""
+
+    kind = "video"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.label = str(path)
+        capture = self._open()
+        try:
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            fps = float(capture.get(cv2.CAP_PROP_FPS))
+        finally:
+            capture.release()
+        # Containers without an index report 0 or a negative count: the progress bar then has no total.
+        self.total = count if count > 0 else None
+        self.fps = fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            capture.release()
+            raise InputError(f"{self.path}: cannot open video (unsupported container or codec for this OpenCV build)")
+        return capture
+
+    def frames(self, skipped: list[str] | None = None) -> Iterator[Frame]:
+        # A frame that fails to decode ends the stream (OpenCV cannot tell it from the end), so nothing is skipped here.
+        capture = self._open()
+        try:
+            index = 0
+            while True:
+                ok, picture = capture.read()
+                if not ok:
+                    break
+                yield Frame(index, f"{self.path.stem}_{index:06d}", to_grey(picture, f"{self.path}:frame {index}"), str(self.path))
+                index += 1
+        except cv2.error as exc:
+            raise InputError(f"{self.path}: cannot decode frame {index} ({_first_line(exc)})") from None
+        finally:
+            capture.release()
+        if index == 0:
+            raise InputError(f"{self.path}: no frame could be decoded (empty video, or a codec this OpenCV build lacks)")
+
+
+def open_source(source: str | os.PathLike, split: str | os.PathLike | None = None,
+                skipped: list[str] | None = None) -> FrameSource:
+    """The frames behind what the user typed as --source.
+
+    - an image file: one frame;
+    - a folder of images, or a dataset folder with images/ (optionally restricted to the stems of `split`);
+    - a glob pattern such as 'frames/*.png' (quote it in the shell), images only, in sorted order;
+    - a list file (.txt): one image path per line, relative paths taken from the list's folder,
+      blank lines and lines starting with '#' skipped;
+    - a video file (.mp4, .avi, .mkv, .mov, .m4v, .webm), decoded by OpenCV.
+    With `skipped` a list, stems of `split` without an image are recorded there instead of raising.
+    """
+    text = os.fspath(source)
+    path = Path(text)
+    if split is not None and not path.is_dir():
+        raise InputError(f"{split}: --split applies to a folder source, and {path} is not a folder")
+    if path.is_dir():
+        return ImageFiles(image_paths_in_folder(path, split, skipped), "folder", text)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            return VideoFile(path)
+        if suffix in IMAGE_SUFFIXES:
+            return ImageFiles([path], "image", text)
+        if suffix in LIST_SUFFIXES:
+            return ImageFiles(_unique_stems(read_list_file(path), text), "list", text)
+        kinds = ", ".join(IMAGE_SUFFIXES + VIDEO_SUFFIXES + LIST_SUFFIXES)
+        raise InputError(f"{path}: not a supported image, video or list file ({kinds})")
+    if any(c in text for c in GLOB_CHARACTERS):
+        matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+        paths = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+        if not paths:
+            raise InputError(f"{text}: no image matches this pattern")
+        return ImageFiles(_unique_stems(paths, text), "glob", text)
+    raise InputError(f"{path}: no such file or folder")
+
+
+def image_paths_in_folder(folder: Path, split: str | os.PathLike | None = None,
+                          skipped: list[str] | None = None) -> list[Path]:
+    """Images of a folder, or of DIR/images/ for a dataset folder; only the stems of `split` when given."""
+    images = folder / "images" if (folder / "images").is_dir() else folder
+    if split is not None:
+        paths = []
+        for stem in read_split(split):
+            try:
+                paths.append(find_image(images, stem))
+            except InputError as exc:
+                if skipped is None:
+                    raise
+                skipped.append(str(exc))
+        return paths
+    paths = list_images(images)
+    if not paths:
+        raise InputError(f"{images}: no images found")
+    return paths
+
+
+def read_list_file(path: Path) -> list[Path]:
+    """Image paths listed one per line; each must exist (checked now, so a typo fails before any work)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text list of image paths (not UTF-8)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    paths = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        image = Path(entry) if Path(entry).is_absolute() else path.parent / entry
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"{path}:{number}: {entry}: not a supported image ({', '.join(IMAGE_SUFFIXES)})")
+        if not image.is_file():
+            raise InputError(f"{path}:{number}: {entry}: no such image")
+        paths.append(image)
+    if not paths:
+        raise InputError(f"{path}: the list holds no image paths")
+    return paths
+
+
+def _read(path: Path) -> np.ndarray:
+    """read_image, with anything unexpected also turned into an InputError naming the file."""
+    try:
+        return read_image(path)
+    except InputError:
+        raise
+    except (OSError, cv2.error, MemoryError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _unique_stems(paths: list[Path], label: str) -> list[Path]:
+    # Outputs are named by stem: two images called a.png in different folders would overwrite each other's labels.
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise InputError(f"{label}: two images share the name {path.stem} ({seen[path.stem]}, {path}); their outputs would collide")
+        seen[path.stem] = path
+    return paths
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 8, label: str = "source") -> Iterator[T]:
+    """Iterate `items` in a background thread, at most `depth` ahead of the consumer.
+
+    OpenCV's decoders release the GIL, so reading overlaps with the network. An exception in the
+    thread is handed over and raised here as one InputError (naming the file when the reader said
+    which); stopping early (break, an error downstream, Ctrl-C) stops the thread at its next item.
+    """
+    handover: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handover.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # every failure goes to the consumer; a thread must not die silently
+            put(_Failure(exc))
+
+    thread = threading.Thread(target=read, name=f"pinpoint-reader:{label}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handover.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                error = item.error
+                if isinstance(error, InputError):
+                    raise InputError(str(error)) from None
+                if isinstance(error, Exception):
+                    raise InputError(f"{label}: reading failed ({type(error).__name__}: {_first_line(error)})") from None
+                raise error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,182 @@
+"""ONNX export and the onnxruntime backend: same points as PyTorch, settings carried by the file, batched prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import pinpoint
+from pinpoint.cli import main
+from pinpoint.codecs.heatmap import encode
+from pinpoint.config import TrainConfig
+from pinpoint.data import transforms as T
+from pinpoint.errors import InputError
+from pinpoint.export import METADATA_KEY, check_onnx, export_onnx, onnx_bytes
+from pinpoint.models.registry import create_model
+from pinpoint.predict import Detector
+from pinpoint.train import make_checkpoint, save_checkpoint
+
+
+def spot_image(rng: np.random.Generator, size: tuple[int, int], count: int = 3) -> np.ndarray:
+    """A noisy flat frame with `count` bright 1-3 px spots, float32 in [0, 1]."""
+    xy = rng.uniform(4, [size[1] - 5, size[0] - 5], (count, 2))
+    return np.clip(0.2 + 0.05 * rng.standard_normal(size) + 0.6 * encode(xy, size, 1.2), 0, 1).astype(np.float32)
+
+
+def random_checkpoint(path: Path, model_name: str = "heatmap", img_size: int = 0, seed: int = 0) -> Path:
+    """A random-weight checkpoint whose BatchNorm statistics are measured on spot images.
+
+    Freshly initialised BatchNorm (mean 0, variance 1) makes the seed net's output almost constant,
+    one tie after another; calibrated statistics give it distinct peaks, which an equality test needs.
+    """
+    torch.manual_seed(seed)
+    model = create_model(model_name)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a plain average over the calibration batch
+    rng = np.random.default_rng(seed)
+    batch = np.stack([T.standardize(spot_image(rng, (64, 64))) for _ in range(8)])[:, None]
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(batch))
+    model.eval()
+    cfg = TrainConfig(model=model_name, img_size=img_size)
+    save_checkpoint(make_checkpoint(model, cfg, 0.5, 0, {}), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return random_checkpoint(tmp_path_factory.mktemp("export") / "best.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path) -> Path:
+    return export_onnx(checkpoint)
+
+
+def threshold_in_a_gap(scores: np.ndarray, keep_at_least: int = 3) -> float:
+    """A threshold halfway across the widest gap between sorted peak scores, below the top few:
+    a tiny numerical difference between backends cannot move a peak across it."""
+    scores = np.sort(scores)[::-1][:20]
+    gaps = scores[keep_at_least - 1:-1] - scores[keep_at_least:]
+    i = int(np.argmax(gaps)) + keep_at_least - 1
+    assert gaps.max() > 1e-3, "no clear gap between peak scores"
+    return float((scores[i] + scores[i + 1]) / 2)
+
+
+def test_export_writes_onnx_beside_the_checkpoint_with_its_settings(checkpoint: Path, exported: Path) -> None:
+    assert exported == checkpoint.with_suffix(".onnx") and exported.is_file()
+    proto = onnx.load(str(exported))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    settings = json.loads(meta[METADATA_KEY])
+    saved = torch.load(checkpoint, weights_only=False)["inference"]
+    assert settings == {**saved, "model_name": "heatmap"}
+    # eval-mode export folds BatchNorm into the convolutions
+    ops = {node.op_type for node in proto.graph.node}
+    assert "BatchNormalization" not in ops and "Conv" in ops
+    dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] and dims[2] and dims[3] and dims[1] == ""  # batch, height, width dynamic; one channel fixed
+
+
+def test_onnx_detector_gives_the_same_points_as_pytorch(checkpoint: Path, exported: Path) -> None:
+    torch_detector = Detector.load(checkpoint, "cpu")
+    ort_detector = pinpoint.load(exported, threads=2)
+    assert ort_detector.backend.name == "onnxruntime" and ort_detector.backend.threads == 2
+    assert ort_detector.settings == torch_detector.settings and ort_detector.name == "heatmap"
+    rng = np.random.default_rng(7)
+    for size in [(64, 64), (45, 61), (80, 52), (33, 100)]:
+        image = spot_image(rng, size)
+        # all peaks, to place the threshold where no score is close to it
+        everything = torch_detector.predict(image, conf=0.0)
+        conf = threshold_in_a_gap(everything.score)
+        expected, expected_map = torch_detector.predict_with_heatmap(image, conf)
+        got, got_map = ort_detector.predict_with_heatmap(image, conf)
+        assert len(expected) >= 3 and len(got) == len(expected), size
+        np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got_map, expected_map, atol=1e-4, rtol=0)
+        # integer peaks identical; the sub-pixel step, a function of the scores, within 1e-4 px (measured: ~3e-6)
+        np.testing.assert_array_equal(np.round(got.xy), np.round(expected.xy))
+        np.testing.assert_allclose(got.xy, expected.xy, atol=1e-4, rtol=0)
+        for detector in (torch_detector, ort_detector):
+            detector.settings["subpixel"] = False
+        try:
+            np.testing.assert_array_equal(ort_detector.predict(image, conf).xy, torch_detector.predict(image, conf).xy)
+        finally:
+            for detector in (torch_detector, ort_detector):
+                detector.settings["subpixel"] = True
+
+
+def test_predict_batch_matches_one_image_at_a_time(checkpoint: Path) -> None:
+    detector = Detector.load(checkpoint, "cpu")
+    rng = np.random.default_rng(3)
+    images = [spot_image(rng, (48, 56)) for _ in range(4)] + [spot_image(rng, (40, 40))]  # two sizes: two network calls
+    batched = detector.predict_batch(images, conf=0.3)
+    assert len(batched) == 5 and batched[4].image_size == (40, 40)
+    for image, points in zip(images, batched):
+        alone = detector.predict(image, conf=0.3)
+        assert len(points) == len(alone)
+        np.testing.assert_allclose(points.score, alone.score, atol=1e-5)
+        np.testing.assert_allclose(points.xy, alone.xy, atol=1e-4)
+
+
+def test_resized_and_regression_models_export_and_match(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    image = spot_image(rng, (50, 70))
+    for name, img_size in [("heatmap", 64), ("regression", 64)]:
+        weights = random_checkpoint(tmp_path / f"{name}.pt", name, img_size)
+        onnx_path = export_onnx(weights, tmp_path / "out" / f"{name}.onnx")
+        expected, got = Detector.load(weights, "cpu").predict(image), pinpoint.load(onnx_path).predict(image)
+        if name == "regression":
+            np.testing.assert_allclose(got.xy, expected.xy, atol=1e-3)  # one point, no threshold
+            continue
+        conf = threshold_in_a_gap(Detector.load(weights, "cpu").predict(image, 0.0).score)
+        expected, got = Detector.load(weights, "cpu").predict(image, conf), pinpoint.load(onnx_path).predict(image, conf)
+        assert len(got) == len(expected) >= 3
+        np.testing.assert_allclose(got.score, expected.score, atol=1e-4)
+        np.testing.assert_allclose(got.xy, expected.xy, atol=1e-3)
+
+
+def test_export_check_measures_the_difference_on_a_non_square_input(checkpoint: Path) -> None:
+    detector = Detector.load(checkpoint, "cpu")
+    data = onnx_bytes(detector.model, detector.settings, detector.name)
+    assert check_onnx(data, detector.model) < 1e-5
+    # a different network behind the same graph is caught
+    other = create_model("heatmap").eval()
+    assert check_onnx(data, other) > 1e-2
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_bad_onnx_files_are_one_line_input_errors(tmp_path: Path, checkpoint: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(InputError, match=r"^.*junk\.onnx: not a loadable ONNX model") as info:
+        pinpoint.load(junk)
+    assert "\n" not in str(info.value)
+    plain = tmp_path / "plain.onnx"
+    model = create_model("heatmap").eval()
+    torch.onnx.export(model, (torch.zeros(1, 1, 32, 32),), str(plain), dynamo=False)
+    with pytest.raises(InputError, match="without pinpoint settings"):
+        pinpoint.load(plain)
+    with pytest.raises(InputError, match="already an ONNX model"):
+        export_onnx(plain)
+
+
+def test_cli_export_then_detect_with_the_onnx(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(checkpoint), "--format", "onnx", "--out", str(out), "--opset", "17"]) == 0
+    assert "checked against PyTorch" in capsys.readouterr().out
+    image = tmp_path / "frame.png"
+    import cv2
+
+    cv2.imwrite(str(image), (spot_image(np.random.default_rng(5), (40, 48)) * 255).astype(np.uint8))
+    assert main(["detect", "--weights", str(out), "--source", str(image), "--save-txt", str(tmp_path / "txt"),
+                 "--threads", "1", "--no-progress"]) == 0
+    expected = Detector.load(checkpoint, "cpu").predict(image)
+    lines = (tmp_path / "txt" / "frame.txt").read_text().splitlines()
+    assert int(lines[0]) == len(expected)
