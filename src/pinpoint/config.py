@@ -19,26 +19,26 @@ class TrainConfig:
     val_fraction: float = 0.1  # used only when val_split is None
     out: str = "runs/train"  # run folder: checkpoints, log.csv, loss.png
     # model
-    model: str = "heatmap"  # a name from pinpoint.models.registry.MODELS
+    model: str = "pinnet"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments
-    # geometry: either every image resized to img_size x img_size (the seed recipe),
-    # or crops of crop_size at native resolution (img_size = 0), with inference at native size
-    img_size: int = 256
+    # geometry: crops of crop_size at native resolution (img_size = 0), with inference at native size,
+    # or every image resized to img_size x img_size (the seed recipe: 256)
+    img_size: int = 0
     crop_size: int = 128
     crop_on_target: float = 0.7  # share of crops centred near a target, the rest random
     # augmentation
     flip: bool = True  # left-right and up-down flips
-    rot90: bool = False  # random quarter turns
-    intensity_jitter: float = 0.0  # random gain/offset/gamma strength, 0 = off
+    rot90: bool = True  # random quarter turns
+    intensity_jitter: float = 0.1  # random gain and offset strength (log-normal gain, normal offset), 0 = off
     # target and loss
-    sigma: float = 10.0  # gaussian width in model-input pixels (the seed's radius 30 is sigma ~10)
-    loss: str = "mse"  # "mse" or "weighted-mse" (targets' pixels weighted up against the background)
+    sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
+    loss: str = "focal"  # "focal" (CenterNet), "weighted-mse" or "mse" (the seed's)
     # optimisation
-    epochs: int = 30
+    epochs: int = 40
     batch: int = 16
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
-    schedule: str = "step"  # "step" (x lr_gamma every lr_step epochs) or "cosine"
+    schedule: str = "cosine"  # "cosine" (to 1% of lr) or "step" (x lr_gamma every lr_step epochs, the seed's)
     lr_step: int = 10
     lr_gamma: float = 0.1
     seed: int = 0
