@@ -31,13 +31,17 @@ from pinpoint.viz import plot_pr
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
 
+# The seed recipe, spelled out in full so that later changes of TrainConfig's defaults leave it alone.
+SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False, intensity_jitter=0.0,
+                   epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1)
+
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
     "tophat": {"classical": "tophat", "note": "white top-hat 9x9, threshold mean + 6 std"},
     "local-contrast": {"classical": "local-contrast", "note": "multiscale patch contrast (MPCM-style), scales 3-9"},
-    "regression-seed": {"train": dict(model="regression", img_size=256, epochs=30, batch=16, lr=1e-3, lr_step=10),
+    "regression-seed": {"train": dict(SEED_RECIPE, model="regression"),
                         "note": "seed: tiny CNN, one point per image, MSE"},
-    "heatmap-seed": {"train": dict(model="heatmap", img_size=256, sigma=10.0, loss="mse", epochs=30, batch=16, lr=1e-3, lr_step=10),
+    "heatmap-seed": {"train": dict(SEED_RECIPE, model="heatmap"),
                      "note": "seed: 256x256 resize, gaussian sigma 10 (radius 30), MSE, step lr"},
     "pinnet": {"train": dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal",
                              flip=True, rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine"),

@@ -67,10 +67,10 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
         return read_split(split)
     images = data_dir / "images"
     stems = [p.stem for p in list_images(images)]
-    problems = [f"{p}: not a readable file (a folder or a broken link named like an image)"
-                for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file()]
+    not_files = [p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file()]
+    problems = [f"{p}: not a readable file (a folder or a broken link named like an image)" for p in not_files]
     if (data_dir / "labels").is_dir():
-        known = set(stems)
+        known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
                      for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known]
     _report(problems, skipped)
