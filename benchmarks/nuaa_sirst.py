@@ -35,6 +35,9 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
 SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False, intensity_jitter=0.0,
                    epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1)
 
+PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal", flip=True,
+                     rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine")
+
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
     "tophat": {"classical": "tophat", "note": "white top-hat 9x9, threshold mean + 6 std"},
@@ -43,9 +46,12 @@ METHODS: dict[str, dict] = {
                         "note": "seed: tiny CNN, one point per image, MSE"},
     "heatmap-seed": {"train": dict(SEED_RECIPE, model="heatmap"),
                      "note": "seed: 256x256 resize, gaussian sigma 10 (radius 30), MSE, step lr"},
-    "pinnet": {"train": dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal",
-                             flip=True, rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine"),
-               "note": "PinNet, native-resolution 128 px crops (70% near targets), flips + quarter turns + intensity jitter, sigma 2, focal loss, cosine lr"},
+    # PinNet attempts, one lever at a time; every one stays in the table
+    "pinnet-e40": {"train": dict(PINNET_RECIPE, epochs=40),
+                   "note": "PinNet, native-resolution 128 px crops (70% near targets), flips + quarter turns + intensity jitter, sigma 2, focal loss, cosine lr; 40 epochs"},
+    "pinnet-e150": {"train": dict(PINNET_RECIPE, epochs=150), "note": "as pinnet-e40, 150 epochs"},
+    "pinnet-wide-e150": {"train": dict(PINNET_RECIPE, epochs=150, model_args={"widths": (12, 24, 48, 64)}),
+                         "note": "as pinnet-e150, widths 12-24-48-64"},
 }
 
 
@@ -94,15 +100,22 @@ def main() -> int:
         results = evaluate_dataset(data, test_split, weights=detector_args[0], method=detector_args[1], distances=(3.0, 5.0), device="cpu")
         row["ms_per_image"] = time_per_image(detector, data, test_split)
         row["scores"] = {f"{d:g}px": s.to_dict() for d, s in results.items()}
-        curve = results[3.0].pr_curve
-        plot_pr({name: (curve.recall, curve.precision, results[3.0].AP)}, results_dir / f"pr_{args.name}_{name}.png",
-                title=f"{name} on {args.name} (3 px)")
+        row["pr_curve_3px"] = results[3.0].pr_curve.to_dict()
         rows[name] = row
+        plot_pr({name: pr_of(row)}, results_dir / f"pr_{args.name}_{name}.png", title=f"{name} on {args.name} (3 px)")
+        plot_pr({n: pr_of(r) for n, r in rows.items() if "pr_curve_3px" in r}, results_dir / f"pr_{args.name}_all.png", title=f"{args.name}, 3 px")
         write_text(json_path, json.dumps(rows, indent=2) + "\n")
         write_text(results_dir / f"{args.name}.md", table(rows, args, data, train_split, test_split))
         print(table({name: row}, args, data, train_split, test_split), flush=True)
     print(f"table: {results_dir / (args.name + '.md')}")
     return 0
+
+
+def pr_of(row: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    """(recall, precision, AP) of a row, for plot_pr."""
+    curve = row["pr_curve_3px"]
+    ap = row["scores"]["3px"]["AP"]
+    return np.asarray(curve["recall"]), np.asarray(curve["precision"]), math.nan if ap is None else ap
 
 
 def count_gflops(model: torch.nn.Module, size: int = 256) -> float:

@@ -35,7 +35,7 @@ def test_flops_of_a_hand_sized_network() -> None:
 def test_benchmark_reports_both_backends_with_threads_and_ratios() -> None:
     result = benchmark(model_name="heatmap", sizes=[(20, 30), (16, 16)], batches=[1, 2], threads=1, seconds=0.02, rounds=2)
     assert result["parameters"] == count_parameters(create_model("heatmap"))
-    assert result["threads"] == 1 and result["measured"].startswith("forward only")
+    assert result["threads"] == [1] and result["measured"].startswith("forward only")
     # 20 x 30 is padded to the stride (8) like Detector does: 24 x 32
     assert result["sizes"][0]["input"] == [24, 32] and result["sizes"][1]["input"] == [16, 16]
     assert result["sizes"][0]["gflops"] == pytest.approx(count_flops(create_model("heatmap").eval(), (24, 32)) / 1e9)
@@ -45,7 +45,21 @@ def test_benchmark_reports_both_backends_with_threads_and_ratios() -> None:
         assert t["threads"] == 1 and t["calls"] >= 6 and 0 < t["p50_ms"] <= t["p95_ms"] and t["images_per_s"] > 0
     assert len(result["ratios"]) == 4 and all(r["onnxruntime_over_torch"] > 0 for r in result["ratios"])
     table = format_report(result)
-    assert "onnxruntime / torch eager" in table and "padded to 24x32" in table and "threads: 1" in table
+    assert "onnxruntime / torch eager" in table and "padded to 24x32" in table and "threads: 1 " in table
+    # the ratio is exactly the quotient of the two rows it compares
+    rows = {(tuple(t["size"]), t["batch"], t["backend"]): t["images_per_s"] for t in result["timings"]}
+    first = result["ratios"][0]
+    key = (tuple(first["size"]), first["batch"])
+    assert first["onnxruntime_over_torch"] == pytest.approx(rows[(*key, "onnxruntime")] / rows[(*key, "torch")])
+
+
+def test_benchmark_over_several_thread_counts_adds_a_best_against_best_ratio() -> None:
+    result = benchmark(model_name="heatmap", sizes=[(16, 16)], batches=[1], threads=[1, 2], seconds=0.02, rounds=1)
+    assert [(t["threads"], t["backend"]) for t in result["timings"]] == [(1, "torch"), (1, "onnxruntime"), (2, "torch"), (2, "onnxruntime")]
+    best = [r for r in result["ratios"] if r["threads"] == "best"]
+    assert len(best) == 1 and len(result["ratios"]) == 3
+    fastest = {k: max(t["images_per_s"] for t in result["timings"] if t["backend"] == k) for k in ("torch", "onnxruntime")}
+    assert best[0]["onnxruntime_over_torch"] == pytest.approx(fastest["onnxruntime"] / fastest["torch"])
 
 
 def test_benchmark_with_decode_and_one_backend() -> None:

@@ -50,6 +50,14 @@ def random_checkpoint(path: Path, model_name: str = "heatmap", img_size: int = 0
     return path
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Loading with threads=N sets PyTorch's process-wide thread count; later tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return random_checkpoint(tmp_path_factory.mktemp("export") / "best.pt")
@@ -82,6 +90,19 @@ def test_export_writes_onnx_beside_the_checkpoint_with_its_settings(checkpoint: 
     assert "BatchNormalization" not in ops and "Conv" in ops
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] and dims[2] and dims[3] and dims[1] == ""  # batch, height, width dynamic; one channel fixed
+
+
+def test_upsampling_gets_constant_scales_only_when_inputs_are_stride_multiples() -> None:
+    model = create_model("heatmap").eval()
+    settings = {"output": "heatmap", "stride": 8, "img_size": 0, "threshold": 0.5, "top_k": 10}
+    proto = onnx.load_from_string(onnx_bytes(model, settings))
+    resizes = [n for n in proto.graph.node if n.op_type == "Resize"]
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    assert len(resizes) == 3 and all(list(constants[n.input[2]]) == [1, 1, 2, 2] for n in resizes)
+    assert not [n for n in proto.graph.node if n.op_type == "Shape"]  # the size arithmetic is gone
+    # an img_size that is not a multiple of the stride makes the factors vary: the sizes stay computed
+    proto = onnx.load_from_string(onnx_bytes(model, {**settings, "img_size": 60}))
+    assert all(len(n.input) == 4 and n.input[3] for n in proto.graph.node if n.op_type == "Resize")
 
 
 def test_onnx_detector_gives_the_same_points_as_pytorch(checkpoint: Path, exported: Path) -> None:
@@ -165,6 +186,9 @@ def test_bad_onnx_files_are_one_line_input_errors(tmp_path: Path, checkpoint: Pa
         pinpoint.load(plain)
     with pytest.raises(InputError, match="already an ONNX model"):
         export_onnx(plain)
+    with pytest.raises(InputError, match=r"^--opset 9: choose 11 to 20"):
+        export_onnx(checkpoint, tmp_path / "old.onnx", opset=9)
+    assert not (tmp_path / "old.onnx").exists()
 
 
 def test_cli_export_then_detect_with_the_onnx(checkpoint: Path, tmp_path: Path, capsys) -> None:
@@ -177,6 +201,7 @@ def test_cli_export_then_detect_with_the_onnx(checkpoint: Path, tmp_path: Path, 
     cv2.imwrite(str(image), (spot_image(np.random.default_rng(5), (40, 48)) * 255).astype(np.uint8))
     assert main(["detect", "--weights", str(out), "--source", str(image), "--save-txt", str(tmp_path / "txt"),
                  "--threads", "1", "--no-progress"]) == 0
+    assert torch.get_num_threads() == 1  # --threads reaches PyTorch too: the decoding runs there
     expected = Detector.load(checkpoint, "cpu").predict(image)
     lines = (tmp_path / "txt" / "frame.txt").read_text().splitlines()
     assert int(lines[0]) == len(expected)

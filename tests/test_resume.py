@@ -18,10 +18,10 @@ from pinpoint.config import TrainConfig
 from pinpoint.train import autocast_dtype, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-# 36 training images, batch 4: 9 batches per epoch, a resumable last.pt every 2 of them
+# 20 training images, batch 4: 5 batches per epoch, a resumable last.pt after batches 2 and 4
 SETTINGS = dict(model="heatmap", img_size=0, crop_size=32, sigma=1.5, loss="weighted-mse", epochs=2, batch=4, lr=3e-3,
                 lr_step=1, lr_gamma=0.5, device="cpu", workers=0, progress=False, deterministic=True, save_every_steps=2)
-KILL_AT = (1, 4)  # (epochs done, batches done in the next one) of the checkpoint after which the run is killed
+KILL_AT = (1, 2)  # (epochs done, batches done in the next one) of the checkpoint after which the run is killed
 
 # Runs the CLI, but stops dead after writing the mid-epoch checkpoint KILL_AT, so that the test can
 # SIGKILL a run that is certainly in the middle of an epoch (a timed kill could land anywhere).
@@ -58,7 +58,9 @@ def read_log(run: Path) -> list[dict[str, str]]:
 
 
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(spot_data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    data = dict(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"))
+    split = tmp_path / "train20.txt"
+    split.write_text("\n".join((spot_data / "train.txt").read_text().split()[:20]) + "\n")
+    data = dict(data=str(spot_data), split=str(split), val_split=str(spot_data / "val.txt"))
     reference = train(TrainConfig(**data, **SETTINGS, out=str(tmp_path / "reference")))
 
     run, marker = tmp_path / "killed", tmp_path / "paused"
@@ -85,8 +87,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(spot_data: Pa
     adam_step = torch.optim.Adam.step
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1) or adam_step(self, *a, **k))
     assert main(["train", "--resume", str(run), "--no-progress", "--device", "cpu"]) == 0
-    assert "continuing after epoch 1, batch 4" in capsys.readouterr().out
-    assert len(steps) == 9 - 4  # only the batches the killed run had not done
+    assert "continuing after epoch 1, batch 2" in capsys.readouterr().out
+    assert len(steps) == 5 - 2  # only the batches the killed run had not done
 
     expected = torch.load(reference / "last.pt", weights_only=False)
     resumed = torch.load(run / "last.pt", weights_only=False)

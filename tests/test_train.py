@@ -19,7 +19,8 @@ from pinpoint.train import split_stems, train
 def heatmap_run(spot_data: Path, tmp_path_factory) -> Path:
     cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
                       out=str(tmp_path_factory.mktemp("run")), model="heatmap", img_size=0, crop_size=64, sigma=1.5,
-                      loss="weighted-mse", epochs=15, batch=8, lr=3e-3, lr_step=10, lr_gamma=0.1, progress=False)
+                      loss="weighted-mse", epochs=15, batch=8, lr=3e-3, schedule="step", lr_step=10, lr_gamma=0.1,
+                      rot90=False, intensity_jitter=0.0, progress=False)
     return train(cfg)
 
 

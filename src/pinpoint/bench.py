@@ -85,41 +85,44 @@ def load_for_bench(weights: str | None, model_name: str | None) -> tuple[nn.Modu
 
 
 def benchmark(weights: str | None = None, model_name: str | None = None, sizes: Sequence[tuple[int, int]] = ((256, 256),),
-              batches: Sequence[int] = (1, 8), threads: int | None = None, seconds: float = 2.0, rounds: int = 3,
+              batches: Sequence[int] = (1, 8), threads: int | Sequence[int] | None = None, seconds: float = 2.0, rounds: int = 3,
               backends: Sequence[str] = BACKENDS, decode: bool = False, seed: int = 0) -> dict[str, Any]:
     """Measure and return everything the report shows, as a JSON-ready dict.
 
-    `seconds` is the timing budget of each (size, batch, backend), split over `rounds` turns.
+    `threads`: one intra-op thread count or several, each measured in full (both backends use it);
+    None = torch's default. `seconds` is the timing budget of each (size, batch, backend, threads),
+    split over `rounds` turns.
     """
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise InputError(f"--backend {', '.join(sorted(unknown))}: choose from {', '.join(BACKENDS)}")
     model, settings, name = load_for_bench(weights, model_name)
     previous_threads = torch.get_num_threads()
-    threads = int(threads) if threads else previous_threads
-    torch.set_num_threads(threads)
+    counts = [int(n) for n in ([threads] if isinstance(threads, int) else threads or [previous_threads])]
+    stride = int(settings["stride"]) if settings["output"] == "heatmap" else 1
+    padded_sizes = [(-(-h // stride) * stride, -(-w // stride) * stride) for h, w in sizes]
+    per_size = [{"size": list(size), "input": list(padded), "gflops": count_flops(model, padded) / 1e9}
+                for size, padded in zip(sizes, padded_sizes)]
+    rng = np.random.default_rng(seed)
+    timings: list[Timing] = []
+    load_before = _load_average()
     try:
-        runners = _make_runners(model, settings, name, backends, threads, decode)
-        stride = int(settings["stride"]) if settings["output"] == "heatmap" else 1
-        load_before = _load_average()
-        rng = np.random.default_rng(seed)
-        per_size = []
-        timings: list[Timing] = []
-        for size in sizes:
-            padded = (-(-size[0] // stride) * stride, -(-size[1] // stride) * stride)
-            per_size.append({"size": list(size), "input": list(padded), "gflops": count_flops(model, padded) / 1e9})
-            for batch in batches:
-                inputs = rng.standard_normal((batch, 1, *padded)).astype(np.float32)
-                timings += _time_turns(runners, inputs, threads, seconds, rounds)
-        load_after = _load_average()
+        for count in counts:
+            torch.set_num_threads(count)
+            runners = _make_runners(model, settings, name, backends, count, decode)
+            for padded in padded_sizes:
+                for batch in batches:
+                    inputs = rng.standard_normal((batch, 1, *padded)).astype(np.float32)
+                    timings += _time_turns(runners, inputs, count, seconds, rounds)
     finally:
         torch.set_num_threads(previous_threads)
+    load_after = _load_average()
     return {
         "model": name,
         "weights": str(weights) if weights else None,
         "parameters": count_parameters(model),
         "measured": "forward + decode" if decode else "forward only (decode excluded)",
-        "threads": threads,
+        "threads": counts,
         "sizes": per_size,
         "timings": [asdict(t) for t in timings],
         "ratios": _ratios(timings),
@@ -175,20 +178,30 @@ def _time_turns(runners: dict[str, Callable[[np.ndarray], Any]], inputs: np.ndar
 
 
 def _ratios(timings: list[Timing]) -> list[dict[str, Any]]:
-    """onnxruntime / eager, in images per second, for every (size, batch) measured with both."""
-    by_key = {(t.size, t.batch, t.backend): t for t in timings}
+    """onnxruntime / eager in images per second, for every (size, batch, threads) measured with both;
+    threads "best" compares each backend at its own fastest thread count."""
+    by_key = {(t.size, t.batch, t.threads, t.backend): t for t in timings}
     ratios = []
-    for (size, batch, backend), eager in by_key.items():
-        ort = by_key.get((size, batch, "onnxruntime"))
+    for (size, batch, threads, backend), eager in by_key.items():
+        ort = by_key.get((size, batch, threads, "onnxruntime"))
         if backend == "torch" and ort is not None:
-            ratios.append({"size": list(size), "batch": batch, "onnxruntime_over_torch": ort.images_per_s / eager.images_per_s})
+            ratios.append({"size": list(size), "batch": batch, "threads": threads,
+                           "onnxruntime_over_torch": ort.images_per_s / eager.images_per_s})
+    if len({t.threads for t in timings}) > 1:
+        for size, batch in dict.fromkeys((t.size, t.batch) for t in timings):
+            best = {key: max((t.images_per_s for t in timings if (t.size, t.batch, t.backend) == (size, batch, key)), default=0.0)
+                    for key in BACKENDS}
+            if best["torch"] > 0 and best["onnxruntime"] > 0:
+                ratios.append({"size": list(size), "batch": batch, "threads": "best",
+                               "onnxruntime_over_torch": best["onnxruntime"] / best["torch"]})
     return ratios
 
 
 def format_report(result: dict[str, Any]) -> str:
     """The human-readable table of a benchmark() result."""
+    threads = ", ".join(str(n) for n in result["threads"])
     lines = [f"model {result['model']}: {result['parameters']:,} parameters; timed: {result['measured']}; "
-             f"threads: {result['threads']} (torch intra-op = onnxruntime intra-op)"]
+             f"threads: {threads} (torch intra-op = onnxruntime intra-op in each row)"]
     machine = result["machine"]
     lines.append(f"machine: {machine['cpus']} CPUs ({machine['processor']}), load average {machine['load_average_before']} before, "
                  f"{machine['load_average_after']} after; torch {machine['torch']}, onnxruntime {machine['onnxruntime']}")
@@ -202,8 +215,9 @@ def format_report(result: dict[str, Any]) -> str:
                      f"{t['p50_ms']:>9.2f} {t['p95_ms']:>9.2f} {t['images_per_s']:>9.1f} {t['calls']:>6}")
     if result["ratios"]:
         lines.append("")
-        lines.append("onnxruntime / torch eager (images/s): " + ", ".join(
-            f"{r['size'][0]}x{r['size'][1]} batch {r['batch']}: {r['onnxruntime_over_torch']:.2f}x" for r in result["ratios"]))
+        lines.append("onnxruntime / torch eager (images/s, same run):")
+        lines += [f"  {r['size'][0]}x{r['size'][1]} batch {r['batch']}, threads {r['threads']}: {r['onnxruntime_over_torch']:.2f}x"
+                  for r in result["ratios"]]
     return "\n".join(lines)
 
 

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
     p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
     p.add_argument("--save-video", help="annotated video (.mp4 or .mkv: mp4v, .avi: MJPG) at the source's frame rate")
-    p.add_argument("--batch", type=int, default=8, help="frames of one size sent through the network together (default 8)")
+    p.add_argument("--batch", type=int, help="frames of one size sent through the network together (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--threads", type=int, help="intra-op CPU threads (default: the library's own, one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_detect)
@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", help="a model name, with random weights (they run as fast as trained ones)")
     p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480 (default 256)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
-    p.add_argument("--threads", type=int, help="intra-op threads for both backends (default: torch's, one per core)")
+    p.add_argument("--threads", type=int, nargs="+",
+                   help="intra-op thread counts, each measured for both backends, e.g. 1 2 (default: torch's, one per core)")
     p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     p.add_argument("--seconds", type=float, default=3.0, help="timing budget per size, batch and backend (default 3)")
     p.add_argument("--decode", action="store_true", help="time forward + peak decoding instead of the forward alone")
@@ -226,11 +227,13 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_detect(args: argparse.Namespace) -> int:
     from pinpoint.detect import detect_folder, make_detector
 
+    if (args.batch is not None and args.batch < 1) or (args.threads is not None and args.threads < 1):
+        raise InputError("--batch and --threads must be positive")
     detector = make_detector(args.weights, args.method, args.device, args.threads)
     skipped: list[str] | None = [] if args.skip_bad else None
     count, points = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
                                   progress=not args.no_progress, save_csv=args.save_csv, save_json=args.save_json,
-                                  save_video=args.save_video, batch=max(args.batch, 1), skipped=skipped)
+                                  save_video=args.save_video, batch=args.batch, skipped=skipped)
     outputs = [("labels", args.save_txt), ("pictures", args.save_vis), ("CSV", args.save_csv), ("JSON", args.save_json),
                ("video", args.save_video)]
     print(f"pinpoint detect: {points} point(s) in {count} image(s)" + "".join(f"; {what} in {where}" for what, where in outputs if where))
@@ -256,7 +259,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from pinpoint.files import write_text
 
     sizes = [parse_size(text) for text in args.size]
-    if min(args.batch) < 1 or args.seconds <= 0 or (args.threads is not None and args.threads < 1):
+    if min(args.batch) < 1 or args.seconds <= 0 or (args.threads is not None and min(args.threads) < 1):
         raise InputError("--batch, --seconds and --threads must be positive")
     result = benchmark(args.weights, args.model, sizes, args.batch, threads=args.threads, seconds=args.seconds,
                        backends=args.backend, decode=args.decode)

@@ -111,6 +111,20 @@ def mean_over_processes(value: float, device: torch.device) -> float:
     return float(tensor.item()) / dist.get_world_size()
 
 
+def world_size() -> int:
+    """How many processes train together (1 outside torchrun)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of a (detached) tensor across processes: each rank's loss normaliser -> the global batch's."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return tensor
+    tensor = tensor.detach().clone()
+    dist.all_reduce(tensor)
+    return tensor
+
+
 def gather_objects(value: Any) -> list[Any]:
     """Every process's `value`, in rank order (a one-item list in a single process)."""
     if not (dist.is_available() and dist.is_initialized()):

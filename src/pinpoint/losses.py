@@ -7,30 +7,42 @@ import torch
 import torch.nn.functional as F
 
 
-def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """Loss between predicted and target heatmaps, both (B, 1, H, W) in [0, 1].
+def heatmap_loss_terms(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the loss terms, what to divide it by) between heatmaps (B, 1, H, W) in [0, 1].
 
-    mse:           the seed's plain mean squared error.
+    Kept apart so that several processes can divide by the normaliser of the whole global batch.
+    mse:           the seed's plain mean squared error (normaliser: the pixel count).
     weighted-mse:  squared error weighted by 1 + 100 * target, so the few pixels near targets
                    count about as much in total as the vast background.
     focal:         CenterNet's penalty-reduced focal loss (Law & Deng 2018, alpha 2, beta 4),
                    normalised by the number of targets.
     """
     if kind == "mse":
-        return torch.mean((pred - target) ** 2)
+        return ((pred - target) ** 2).sum(), torch.tensor(float(pred.numel()), device=pred.device)
     if kind == "weighted-mse":
-        return torch.mean((1 + 100 * target) * (pred - target) ** 2)
+        return ((1 + 100 * target) * (pred - target) ** 2).sum(), torch.tensor(float(pred.numel()), device=pred.device)
     if kind == "focal":
         pred = pred.clamp(1e-4, 1 - 1e-4)
         # the pixel nearest each fractional centre is the local maximum of the target
         centre = (target == F.max_pool2d(target, 3, stride=1, padding=1)) & (target > 0.3)
         positive = -((1 - pred) ** 2) * torch.log(pred) * centre
         negative = -((1 - target) ** 4) * (pred**2) * torch.log(1 - pred) * ~centre
-        return (positive.sum() + negative.sum()) / centre.sum().clamp(min=1)
+        return positive.sum() + negative.sum(), centre.sum().float()
     raise ValueError(f"unknown heatmap loss {kind!r}; choose mse, weighted-mse or focal")
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """The heatmap loss of one batch (see heatmap_loss_terms)."""
+    total, normaliser = heatmap_loss_terms(pred, target, kind)
+    return total / normaliser.clamp(min=1)
+
+
+def point_loss_terms(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of per-image MSE, number of images with a target) between normalised points (B, 2)."""
+    return (((pred - target) ** 2).mean(dim=1) * weight).sum(), weight.sum()
 
 
 def point_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """MSE between normalised points (B, 2), images without a target (weight 0) left out."""
-    per_image = ((pred - target) ** 2).mean(dim=1) * weight
-    return per_image.sum() / weight.sum().clamp(min=1)
+    total, count = point_loss_terms(pred, target, weight)
+    return total / count.clamp(min=1)

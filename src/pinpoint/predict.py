@@ -87,19 +87,21 @@ class Detector:
     def load(cls, path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> "Detector":
         """Load a checkpoint written by `pinpoint train` (best.pt or last.pt), or an .onnx from `pinpoint export`.
 
-        `threads` sets the intra-op threads: of the onnxruntime session for .onnx, of the whole
-        process (torch.set_num_threads) for a checkpoint. None keeps each library's default.
+        `threads` sets the intra-op CPU threads of the whole process's PyTorch (torch.set_num_threads:
+        the network of a checkpoint, and the peak decoding of both kinds) and of the onnxruntime
+        session. None keeps each library's default, one per core; on a box whose cores are busy with
+        other work, 1 can be several times faster (a parallel op waits for its slowest thread).
         """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: checkpoint not found")
+        if threads:
+            torch.set_num_threads(threads)
         if path.suffix.lower() == ".onnx":
             from pinpoint.export import OnnxBackend
 
             backend = OnnxBackend(path, threads=threads, device=device)
             return cls(None, backend.settings, "cpu", name=backend.model_name, backend=backend)
-        if threads:
-            torch.set_num_threads(threads)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
             model = create_model(ckpt["model_name"], **ckpt["model_args"])

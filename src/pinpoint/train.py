@@ -36,7 +36,7 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, write_text
-from pinpoint.losses import heatmap_loss, point_loss
+from pinpoint.losses import heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
@@ -242,8 +242,21 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.
     raise ValueError(f"unknown schedule {cfg.schedule!r}; choose step or cosine")
 
 
-def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str) -> torch.Tensor:
-    return heatmap_loss(pred, targets, kind) if output == "heatmap" else point_loss(pred, targets, weights)
+def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str,
+                  across_processes: bool = True) -> torch.Tensor:
+    """The loss of this process's share of the global batch, normalised over the whole global batch.
+
+    DDP averages gradients over the N processes, so the share's sum of terms is scaled by N and
+    divided by the global normaliser: N processes then optimise exactly the loss of one process
+    that sees the whole batch (the focal loss divides by the number of targets, which differs per share).
+    """
+    if output == "heatmap":
+        total, normaliser = heatmap_loss_terms(pred, targets, kind)
+    else:
+        total, normaliser = point_loss_terms(pred, targets, weights)
+    if not across_processes or distributed.world_size() == 1:
+        return total / normaliser.clamp(min=1)
+    return total * distributed.world_size() / distributed.sum_over_processes(normaliser).clamp(min=1)
 
 
 def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[list[str], list[str]]:
@@ -284,7 +297,7 @@ def validation_loss(model: torch.nn.Module, dataset: TrainingSet, device: torch.
     losses = []
     for i in range(len(dataset)):
         image, target, weight = (t[None].to(device) for t in dataset.whole(i, model.stride))
-        losses.append(training_loss(model.output, model(image), target, weight, dataset.cfg.loss).item())
+        losses.append(training_loss(model.output, model(image), target, weight, dataset.cfg.loss, across_processes=False).item())
     return float(np.mean(losses))
 
 

@@ -17,6 +17,9 @@ import numpy as np
 from pinpoint.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# OpenCV's decoders print their own warnings (libpng on a truncated file); our InputError says it in one line
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 MAX_PIXELS = 100_000_000  # refuse decompression bombs: a 40000 x 40000 header would need 6 GB as float32
 
 
