@@ -52,6 +52,8 @@ METHODS: dict[str, dict] = {
     "pinnet-e150": {"train": dict(PINNET_RECIPE, epochs=150), "note": "as pinnet-e40, 150 epochs"},
     "pinnet-wide-e150": {"train": dict(PINNET_RECIPE, epochs=150, model_args={"widths": (12, 24, 48, 64)}),
                          "note": "as pinnet-e150, widths 12-24-48-64"},
+    "pinnet-c192-e100": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5),
+                         "note": "as pinnet-e40, 192 px crops, half of them near targets, 100 epochs"},
 }
 
 

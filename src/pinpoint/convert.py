@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
+from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, read_raw
 from pinpoint.data.labels import read_labels, write_labels
 from pinpoint.errors import InputError
 from pinpoint.files import write_text
@@ -69,20 +69,7 @@ def mask_to_points(mask: np.ndarray, threshold: float = 0) -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A mask file as a 2-D array of its raw values (8- or 16-bit, grey or colour reduced by max)."""
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise InputError(f"{path}: mask file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read mask ({exc.strerror or exc})") from None
-    if data.size == 0:
-        raise InputError(f"{path}: empty file, not a mask image")
-    try:
-        mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        mask = None
-    if mask is None:
-        raise InputError(f"{path}: cannot decode mask image (corrupt, truncated or not an image)")
+    mask = read_raw(path, "mask")
     mask = _single_channel(mask)
     if mask.ndim != 2:
         raise InputError(f"{path}: unsupported mask shape {mask.shape}")

@@ -71,25 +71,33 @@ def to_grey(image: np.ndarray, source: str = "<array>") -> np.ndarray:
     return grey
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as float32 grey in [0, 1]; every failure is an InputError naming the file."""
+def read_raw(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """Decode an image file as stored (any depth and channel count); failures are InputErrors naming it.
+
+    `what` names the file's role in the messages ("image", "mask").
+    """
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
-        raise InputError(f"{path}: image file not found") from None
+        raise InputError(f"{path}: {what} file not found") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read image ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     if data.size == 0:
-        raise InputError(f"{path}: empty file, not an image")
+        raise InputError(f"{path}: empty file, not an {what}" if what[0] in "aeiou" else f"{path}: empty file, not a {what}")
     _check_header_size(path)
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:
         image = None
     if image is None:
-        raise InputError(f"{path}: cannot decode image (corrupt, truncated or not a {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} file)")
-    return to_grey(image, str(path))
+        raise InputError(f"{path}: cannot decode {what} (corrupt, truncated or not a {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} file)")
+    return image
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as float32 grey in [0, 1]; every failure is an InputError naming the file."""
+    return to_grey(read_raw(path), str(path))
 
 
 def _check_header_size(path: Path) -> None:
