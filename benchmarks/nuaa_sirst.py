@@ -49,9 +49,8 @@ METHODS: dict[str, dict] = {
     # PinNet attempts, one lever at a time; every one stays in the table
     "pinnet-e40": {"train": dict(PINNET_RECIPE, epochs=40),
                    "note": "PinNet, native-resolution 128 px crops (70% near targets), flips + quarter turns + intensity jitter, sigma 2, focal loss, cosine lr; 40 epochs"},
-    "pinnet-e150": {"train": dict(PINNET_RECIPE, epochs=150), "note": "as pinnet-e40, 150 epochs"},
     "pinnet-wide-e150": {"train": dict(PINNET_RECIPE, epochs=150, model_args={"widths": (12, 24, 48, 64)}),
-                         "note": "as pinnet-e150, widths 12-24-48-64"},
+                         "note": "as pinnet-e40, widths 12-24-48-64, 150 epochs"},
     "pinnet-c192-e100": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5),
                          "note": "as pinnet-e40, 192 px crops, half of them near targets, 100 epochs"},
 }
@@ -94,7 +93,7 @@ def main() -> int:
                 train(cfg)
                 row["train_minutes"] = (time.time() - started) / 60
             else:
-                row["train_minutes"] = rows.get(name, {}).get("train_minutes", math.nan)
+                row["train_minutes"] = logged_minutes(run / "log.csv")
             model = create_model(cfg.model, **cfg.model_args)
             row.update(params=count_parameters(model), gflops=count_gflops(model))
             detector_args = (str(run / "best.pt"), None)
@@ -111,6 +110,24 @@ def main() -> int:
         print(table({name: row}, args, data, train_split, test_split), flush=True)
     print(f"table: {results_dir / (args.name + '.md')}")
     return 0
+
+
+def is_default_recipe(recipe: dict) -> bool:
+    """Whether a row trains exactly what `pinpoint train` does with no options."""
+    if "train" not in recipe:
+        return False
+    ignored = {"data", "split", "val_split", "out", "progress"}
+    trained, default = TrainConfig(**recipe["train"]).to_dict(), TrainConfig().to_dict()
+    normalise = lambda d: json.loads(json.dumps({k: v for k, v in d.items() if k not in ignored}))
+    return normalise(trained) == normalise(default)
+
+
+def logged_minutes(log: Path) -> float:
+    """Training wall time of a finished run, from the per-epoch seconds in its log (validation included)."""
+    import csv
+
+    with open(log) as f:
+        return sum(float(row["seconds"]) for row in csv.DictReader(f)) / 60
 
 
 def pr_of(row: dict) -> tuple[np.ndarray, np.ndarray, float]:
@@ -157,7 +174,8 @@ def table(rows: dict, args, data: Path, train_split: Path, test_split: Path) -> 
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         s3, s5 = row["scores"]["3px"], row["scores"]["5px"]
-        lines.append(" | ".join([f"| {name}", f(s3["Pd"], 4), f(s3["precision"], 4), f(s3["F1"], 4), f(s3["false_alarms_per_image"], 3),
+        shown = f"**{name}** (default)" if name in METHODS and is_default_recipe(METHODS[name]) else name
+        lines.append(" | ".join([f"| {shown}", f(s3["Pd"], 4), f(s3["precision"], 4), f(s3["F1"], 4), f(s3["false_alarms_per_image"], 3),
                                  f(s3["Fa_e6"], 2), f(s3["loc_error_px"], 3), f(s3["AP"], 4), f(s5["Pd"], 4), f(s5["F1"], 4), f(s5["AP"], 4),
                                  f"{row['params']:,}", f(row["gflops"], 3), f(row["ms_per_image"], 1), f(row["train_minutes"], 1),
                                  row["note"] + " |"]))

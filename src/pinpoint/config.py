@@ -24,8 +24,8 @@ class TrainConfig:
     # geometry: crops of crop_size at native resolution (img_size = 0), with inference at native size,
     # or every image resized to img_size x img_size (the seed recipe: 256)
     img_size: int = 0
-    crop_size: int = 128
-    crop_on_target: float = 0.7  # share of crops centred near a target, the rest random
+    crop_size: int = 192
+    crop_on_target: float = 0.5  # share of crops centred near a target, the rest random
     # augmentation
     flip: bool = True  # left-right and up-down flips
     rot90: bool = True  # random quarter turns
@@ -34,7 +34,7 @@ class TrainConfig:
     sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
     loss: str = "focal"  # "focal" (CenterNet), "weighted-mse" or "mse" (the seed's)
     # optimisation
-    epochs: int = 40
+    epochs: int = 100
     batch: int = 16
     lr: float = 2e-3
     weight_decay: float = 0.0
