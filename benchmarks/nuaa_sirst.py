@@ -101,7 +101,7 @@ def main() -> int:
         results = evaluate_dataset(data, test_split, weights=detector_args[0], method=detector_args[1], distances=(3.0, 5.0), device="cpu")
         row["ms_per_image"] = time_per_image(detector, data, test_split)
         row["scores"] = {f"{d:g}px": s.to_dict() for d, s in results.items()}
-        row["pr_curve_3px"] = results[3.0].pr_curve.to_dict()
+        row["pr_curve_3px"] = compact_curve(results[3.0].pr_curve.to_dict())
         rows[name] = row
         plot_pr({name: pr_of(row)}, results_dir / f"pr_{args.name}_{name}.png", title=f"{name} on {args.name} (3 px)")
         plot_pr({n: pr_of(r) for n, r in rows.items() if "pr_curve_3px" in r}, results_dir / f"pr_{args.name}_all.png", title=f"{args.name}, 3 px")
@@ -128,6 +128,13 @@ def logged_minutes(log: Path) -> float:
 
     with open(log) as f:
         return sum(float(row["seconds"]) for row in csv.DictReader(f)) / 60
+
+
+def compact_curve(curve: dict, points: int = 300) -> dict:
+    """The PR curve thinned to about `points` points (first and last kept): enough to draw, small to store."""
+    n = len(curve["recall"])
+    keep = sorted(set(np.linspace(0, n - 1, min(n, points)).round().astype(int).tolist())) if n else []
+    return {k: [curve[k][i] for i in keep] for k in ("recall", "precision", "thresholds")}
 
 
 def pr_of(row: dict) -> tuple[np.ndarray, np.ndarray, float]:
