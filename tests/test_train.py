@@ -84,3 +84,21 @@ def test_validation_is_carved_from_training_when_not_given(spot_data: Path) -> N
     assert len(val_stems) == 9 and len(train_stems) == 27
     assert not set(train_stems) & set(val_stems)
     assert split_stems(cfg) == (train_stems, val_stems)  # seeded
+
+
+def test_mirror_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_run: Path, spot_data: Path) -> None:
+    from pinpoint.detect import make_detector
+
+    plain = make_detector(str(heatmap_run / "best.pt"), None, "cpu", tta=False)
+    averaged = make_detector(str(heatmap_run / "best.pt"), None, "cpu", tta=True)
+    assert averaged.settings["tta"] and not plain.settings["tta"]
+    # a scene symmetric under both mirrors: averaging cannot change the heatmap's symmetry
+    image = np.full((64, 64), 0.2, np.float32)
+    image[31:33, 31:33] = 0.9
+    _, heat_avg = averaged.predict_with_heatmap(image)
+    np.testing.assert_allclose(heat_avg, heat_avg[::-1, ::-1], atol=1e-5)
+    # on real frames it is an average of four passes: close to the plain heatmap, not equal to it
+    path = sorted((spot_data / "images").iterdir())[-1]
+    _, heat_plain = plain.predict_with_heatmap(path)
+    _, heat_tta = averaged.predict_with_heatmap(path)
+    assert 0 < np.abs(heat_plain - heat_tta).max() < 0.5

@@ -47,6 +47,7 @@ class TrainConfig:
     # decoding (stored in the checkpoint as the defaults of detect)
     threshold: float = 0.3  # minimal peak score; replaced by the best validation F1 threshold when tune_threshold
     tune_threshold: bool = True
+    tta: bool = False  # average heatmaps over mirror images in validation and, by default, in detect (4x slower)
     top_k: int = 100
     match_px: float = 3.0  # distance at which validation counts a hit
     progress: bool = True

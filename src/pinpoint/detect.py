@@ -52,10 +52,16 @@ class ClassicalDetector:
 
 
 def make_detector(weights: str | None, method: str | None, device: str = "auto",
-                  threads: int | None = None) -> Detector | ClassicalDetector:
-    """A checkpoint's (or an exported .onnx's) Detector, or a classical method by name."""
+                  threads: int | None = None, tta: bool | None = None) -> Detector | ClassicalDetector:
+    """A checkpoint's (or an exported .onnx's) Detector, or a classical method by name.
+
+    `tta` switches mirror-image averaging on or off; None keeps the checkpoint's own setting.
+    """
     if weights:
-        return Detector.load(weights, device, threads)
+        detector = Detector.load(weights, device, threads)
+        if tta is not None:
+            detector.settings["tta"] = tta
+        return detector
     if method:
         return ClassicalDetector(method)
     raise InputError("give --weights CHECKPOINT or --method NAME")

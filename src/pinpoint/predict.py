@@ -37,10 +37,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k: int) -> dict[str, Any]:
+def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k: int, tta: bool = False) -> dict[str, Any]:
     """What a checkpoint must carry, besides the weights, to turn an image into points."""
     return {"output": model.output, "stride": model.stride, "img_size": img_size,
-            "threshold": threshold, "top_k": top_k, "nms_kernel": 3, "subpixel": True}
+            "threshold": threshold, "top_k": top_k, "nms_kernel": 3, "subpixel": True, "tta": tta}
 
 
 class Backend(Protocol):
@@ -126,7 +126,17 @@ class Detector:
 
     def forward(self, grey: np.ndarray) -> torch.Tensor:
         """The raw network output for one grey image: heatmap (1, 1, h, w) or point (1, 2)."""
-        return self.backend(self.prepare(grey)[None, None])
+        return self.run(self.prepare(grey)[None, None])
+
+    def run(self, batch: np.ndarray) -> torch.Tensor:
+        """The network on a prepared batch; with the `tta` setting, heatmaps are averaged over the
+        image and its three mirror images (4x the cost; higher AP on NUAA-SIRST validation)."""
+        out = self.backend(batch)
+        if not self.settings.get("tta") or self.settings["output"] != "heatmap":
+            return out
+        for axes in ((3,), (2,), (2, 3)):
+            out = out + torch.flip(self.backend(np.ascontiguousarray(np.flip(batch, axis=axes))), dims=axes)
+        return out / 4
 
     def predict(self, image: ImageLike, conf: float | None = None) -> Points:
         """Points in `image` (a path, or an array: grey, BGR or BGRA, 8/16-bit or float in [0, 1])."""
@@ -155,7 +165,7 @@ class Detector:
         results: list[tuple[Points, np.ndarray | None]] = [None] * len(greys)  # type: ignore[list-item]
         for shape, members in groups.items():
             batch = np.stack([self.prepare(greys[i]) for i in members])[:, None]
-            decoded = self.decode_output(self.backend(batch), shape, threshold, heatmaps)
+            decoded = self.decode_output(self.run(batch), shape, threshold, heatmaps)
             for i, result in zip(members, decoded):
                 results[i] = result
         return results

@@ -169,7 +169,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             if val_samples:
                 model.eval()
                 row["val_loss"] = validation_loss(model, val_set, device)
-                row.update(evaluate_detector(Detector(model, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k), device),
+                row.update(evaluate_detector(Detector(model, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta), device),
                                              val_samples, cfg.match_px))
             row["seconds"] = time.time() - started
             history.append(row)
@@ -308,7 +308,7 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
         "model": model.state_dict(),
         "model_name": cfg.model,
         "model_args": cfg.model_args,
-        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k),
+        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta),
         "config": cfg.to_dict(),
         "epoch": epoch,
         "metrics": metrics,
