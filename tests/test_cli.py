@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pinpoint.cli import main
-from pinpoint.data.labels import read_labels, write_labels
+from pinpoint.data.labels import read_labels
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pinpoint.cli import main
 from pinpoint.codecs.heatmap import encode
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
-from pinpoint.detect import batches, detect_folder, iter_source
+from pinpoint.detect import batches, detect_folder
 from pinpoint.errors import InputError
 from pinpoint.models.registry import create_model
 from pinpoint.predict import Detector
@@ -103,7 +103,7 @@ def test_each_kind_of_source(tmp_path: Path) -> None:
     assert listed.kind == "list" and [(f.index, f.name) for f in frames] == [(0, "c"), (1, "z")]
     assert frames[0].image.dtype == np.float32 and frames[0].image.shape == FRAME_SIZE
     assert frames[0].image[20, 12] == pytest.approx(spot_frame(12, 20)[20, 12] / 255)
-    assert list(iter_source(listing)) == [tmp_path / "lists" / "../data/images/c.png", tmp_path / "loose" / "z.png"]
+    assert listed.paths == [tmp_path / "lists" / "../data/images/c.png", tmp_path / "loose" / "z.png"]
 
 
 def test_bad_sources_are_one_line_errors(tmp_path: Path) -> None:

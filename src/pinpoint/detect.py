@@ -18,12 +18,12 @@ import numpy as np
 from tqdm import tqdm
 
 from pinpoint.classical import CLASSICAL_METHODS, detect_classical
-from pinpoint.data.images import IMAGE_SUFFIXES, read_image, to_grey
+from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, write_text
 from pinpoint.points import Points
 from pinpoint.predict import Detector, ImageLike
-from pinpoint.sources import Frame, ImageFiles, open_source, prefetch
+from pinpoint.sources import Frame, open_source, prefetch
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}  # fourcc per container
 
@@ -65,18 +65,6 @@ def make_detector(weights: str | None, method: str | None, device: str = "auto",
     if method:
         return ClassicalDetector(method)
     raise InputError("give --weights CHECKPOINT or --method NAME")
-
-
-def iter_source(source: str | os.PathLike, split: str | os.PathLike | None = None) -> Iterator[Path]:
-    """Image paths of a source: one image, a folder of images, a dataset folder with images/, a glob or a list file."""
-    path = Path(source)
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        yield path
-        return
-    frames = open_source(source, split)
-    if not isinstance(frames, ImageFiles):
-        raise InputError(f"{source}: a {frames.kind} has frames, not image paths; use detect_folder for it")
-    yield from frames.paths
 
 
 def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathLike, split: str | os.PathLike | None = None,
