@@ -53,6 +53,10 @@ METHODS: dict[str, dict] = {
                          "note": "as pinnet-e40, widths 12-24-48-64, 150 epochs"},
     "pinnet-c192-e100": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5),
                          "note": "as pinnet-e40, 192 px crops, half of them near targets, 100 epochs"},
+    "pinnet-c192-e200": {"train": dict(PINNET_RECIPE, epochs=200, crop_size=192, crop_on_target=0.5),
+                         "note": "as pinnet-c192-e100, 200 epochs"},
+    "pinnet-c192-e100-val20": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, val_fraction=0.2),
+                               "note": "as pinnet-c192-e100, 20% of the training split held out for validation (43 images instead of 21)"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }
