@@ -5,8 +5,8 @@ What it changes against the seed heatmap net, and why:
   before any downsampling and its peak is placed at full resolution;
 - strided convs instead of max-pooling (pooling keeps the brightest pixel of every 2x2 block,
   which looks like a target everywhere in noisy frames);
-- residual blocks, and a dilated block at 1/8 resolution that sees ~40 px of context, enough to
-  tell a target from a bright edge or a cloud fragment;
+- residual blocks, and two dilated blocks at 1/8 resolution (dilation 2 and 4) whose receptive
+  field spans ~200 px of the image, enough to tell a target from a bright edge or a cloud fragment;
 - an additive U-Net decoder (1x1 reduce, upsample, add the skip, 3x3 conv) that costs little at
   full resolution;
 - the head's bias starts at the background rate (CenterNet), so early training is not flooded
