@@ -174,7 +174,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             row["seconds"] = time.time() - started
             history.append(row)
 
-            key = (row["val_f1"], row["val_ap"], -row["val_loss"]) if val_samples else (-row["train_loss"],)
+            key = selection_key(row, bool(val_samples))
             threshold = row.get("val_threshold", cfg.threshold) if cfg.tune_threshold else cfg.threshold
             if key > best_key:
                 best_key, best_threshold_value = key, threshold
@@ -395,10 +395,13 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
+def selection_key(row: dict[str, Any], has_val: bool) -> tuple:
+    """What makes an epoch the best: validation F1, then AP, then loss; the training loss without validation."""
+    return (row["val_f1"], row["val_ap"], -row["val_loss"]) if has_val else (-row["train_loss"],)
+
+
 def _best_epoch(history: list[dict[str, Any]], has_val: bool) -> int:
-    if has_val:
-        return max(history, key=lambda r: (r["val_f1"], r["val_ap"], -r["val_loss"]))["epoch"]
-    return min(history, key=lambda r: r["train_loss"])["epoch"]
+    return max(history, key=lambda row: selection_key(row, has_val))["epoch"]
 
 
 def _json(values: dict[str, Any]) -> str:

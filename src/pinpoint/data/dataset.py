@@ -45,8 +45,8 @@ def read_split(path: str | os.PathLike) -> list[str]:
         raise InputError(f"{path}: split file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read split file ({exc})") from None
-    stems = [Path(line.strip()).stem if Path(line.strip()).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".txt") else line.strip()
-             for line in text.splitlines() if line.strip()]
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    stems = [Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES + (".txt",) else name for name in names]
     if not stems:
         raise InputError(f"{path}: split file lists no image")
     return stems
