@@ -36,7 +36,9 @@ SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False,
                    epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1)
 
 PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal", flip=True,
-                     rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine")
+                     rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine", nms_kernel=3,
+                     ema=0.0)
+S2D_RECIPE = dict(PINNET_RECIPE, model="pinnet-s2d", epochs=100, crop_size=192, crop_on_target=0.5)
 
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
@@ -57,6 +59,28 @@ METHODS: dict[str, dict] = {
                          "note": "as pinnet-c192-e100, 200 epochs"},
     "pinnet-c192-e100-val20": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, val_fraction=0.2),
                                "note": "as pinnet-c192-e100, 20% of the training split held out for validation (43 images instead of 21)"},
+    "pinnet-s2d-e100": {"train": S2D_RECIPE,
+                        "note": "as pinnet-c192-e100, PinNetS2D: pixel-unshuffle to half resolution, widths 8-16-32-48 from 1/2 to 1/16, pixel-shuffle head"},
+    "pinnet-s2d-e100-nms7": {"train": dict(S2D_RECIPE, nms_kernel=7),
+                             "note": "as pinnet-s2d-e100, peaks within 3 px of a higher one suppressed (7x7 NMS instead of 3x3)"},
+    "pinnet-s2d-e100-nms7-ema": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995),
+                                 "note": "as pinnet-s2d-e100-nms7, weights averaged (EMA, decay 0.995) for validation and inference"},
+    "pinnet-s2d-e200-nms7-ema": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, epochs=200),
+                                 "note": "as pinnet-s2d-e100-nms7-ema, 200 epochs"},
+    "pinnet-s2d-e100-nms7-ema-zoom": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, scale_jitter=0.3),
+                                      "note": "as pinnet-s2d-e100-nms7-ema, crops zoomed by a random factor in [1/1.3, 1.3]"},
+    "pinnet-s2d-d4-e100-nms7-ema": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, model_args={"deep_blocks": 4}),
+                                    "note": "as pinnet-s2d-e100-nms7-ema, 4 dilated residual blocks at 1/16 instead of 2"},
+    "pinnet-s2d-w24-e100-nms7-ema": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, model_args={"widths": (8, 24, 32, 48)}),
+                                     "note": "as pinnet-s2d-e100-nms7-ema, 24 channels at 1/4 instead of 16"},
+    "pinnet-s2d-e100-nms7-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, seed=1),
+                                   "note": "as pinnet-s2d-e100-nms7, another seed (run-to-run spread)"},
+    "pinnet-s2d-e100-nms7-ema-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, seed=1),
+                                       "note": "as pinnet-s2d-e100-nms7-ema, another seed (run-to-run spread)"},
+    "pinnet-s2d-e100-nms7-seed2": {"train": dict(S2D_RECIPE, nms_kernel=7, seed=2),
+                                   "note": "as pinnet-s2d-e100-nms7, a third seed"},
+    "pinnet-s2d-e100-nms7-ema-seed2": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, seed=2),
+                                       "note": "as pinnet-s2d-e100-nms7-ema, a third seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }

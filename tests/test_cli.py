@@ -122,3 +122,15 @@ def test_console_entry_point_runs() -> None:
     assert result.returncode == 0
     for verb in ("synth", "train", "eval", "detect", "convert", "demo"):
         assert verb in result.stdout
+
+
+@pytest.mark.parametrize("flags, named", [(["--nms-kernel", "4"], "--nms-kernel 4"), (["--ema", "1.0"], "--ema 1.0"),
+                                          (["--scale-jitter", "-0.1"], "--scale-jitter -0.1"),
+                                          (["--model", "pinnet-s2d", "--crop-size", "40"], "--crop-size 40")])
+def test_training_settings_that_would_fail_later_are_refused_up_front(spot_data: Path, tmp_path: Path, capsys,
+                                                                       flags: list[str], named: str) -> None:
+    args = ["train", "--data", str(spot_data), "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress", *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"pinpoint: error: {named}")
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -49,7 +49,7 @@ def cli_args(cfg: TrainConfig) -> list[str]:
             "--img-size", str(cfg.img_size), "--crop-size", str(cfg.crop_size), "--sigma", str(cfg.sigma), "--loss", cfg.loss,
             "--epochs", str(cfg.epochs), "--batch", str(cfg.batch), "--lr", str(cfg.lr), "--lr-step", str(cfg.lr_step),
             "--lr-gamma", str(cfg.lr_gamma), "--device", cfg.device, "--deterministic",
-            "--save-every-steps", str(cfg.save_every_steps), "--out", cfg.out, "--no-progress"]
+            "--save-every-steps", str(cfg.save_every_steps), "--ema", str(cfg.ema), "--out", cfg.out, "--no-progress"]
 
 
 def read_log(run: Path) -> list[dict[str, str]]:
@@ -57,16 +57,19 @@ def read_log(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(spot_data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(ema: float, spot_data: Path, tmp_path: Path, monkeypatch,
+                                                                   capsys) -> None:
+    settings = dict(SETTINGS, ema=ema)
     split = tmp_path / "train20.txt"
     split.write_text("\n".join((spot_data / "train.txt").read_text().split()[:20]) + "\n")
     data = dict(data=str(spot_data), split=str(split), val_split=str(spot_data / "val.txt"))
-    reference = train(TrainConfig(**data, **SETTINGS, out=str(tmp_path / "reference")))
+    reference = train(TrainConfig(**data, **settings, out=str(tmp_path / "reference")))
 
     run, marker = tmp_path / "killed", tmp_path / "paused"
     script = PAUSING_CLI.format(epoch=KILL_AT[0], step=KILL_AT[1], marker=str(marker))
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", script, *cli_args(TrainConfig(**data, **SETTINGS, out=str(run)))],
+    proc = subprocess.Popen([sys.executable, "-c", script, *cli_args(TrainConfig(**data, **settings, out=str(run)))],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
@@ -93,8 +96,12 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(spot_data: Pa
     expected = torch.load(reference / "last.pt", weights_only=False)
     resumed = torch.load(run / "last.pt", weights_only=False)
     assert (resumed["epoch"], resumed["step"]) == (2, 0)
-    for key, value in expected["model"].items():
-        assert torch.equal(resumed["model"][key], value), key
+    for weights in ("model", "trained_model") if ema else ("model",):  # with ema, "model" is the average
+        for key, value in expected[weights].items():
+            assert torch.equal(resumed[weights][key], value), (weights, key)
+    if ema:
+        assert int(resumed["ema"]["n_averaged"]) == 2 * 5
+        assert any(not torch.equal(resumed["model"][k], v) for k, v in resumed["trained_model"].items())
     for key, value in expected["optimizer"]["state"].items():
         assert all(torch.equal(resumed["optimizer"]["state"][key][name], v) for name, v in value.items())
     columns = ("epoch", "lr", "train_loss", "val_loss", "val_f1", "val_ap", "val_threshold")

@@ -102,3 +102,29 @@ def test_mirror_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_
     _, heat_plain = plain.predict_with_heatmap(path)
     _, heat_tta = averaged.predict_with_heatmap(path)
     assert 0 < np.abs(heat_plain - heat_tta).max() < 0.5
+
+
+def test_weight_average_follows_the_ramped_decay() -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    from pinpoint.train import ema_update
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.9), use_buffers=True)
+    expected = model[0].weight.detach().clone()
+    for step in range(40):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        model(torch.randn(4, 2))  # moves the BatchNorm statistics and its integer batch counter
+        ema.update_parameters(model)
+        if step:  # the first update copies; after n updates the decay is min(0.9, (1 + n) / (10 + n))
+            d = min(0.9, (1 + step) / (10 + step))
+            expected = d * expected + (1 - d) * model[0].weight.detach()
+        else:
+            expected = model[0].weight.detach().clone()
+    assert torch.allclose(ema.module[0].weight, expected, atol=1e-5)
+    # a weight growing by 1 per step is followed 9 steps behind with a fixed d = 0.9, 4 behind after 40 ramped steps
+    lag = model[0].weight - ema.module[0].weight
+    assert torch.all((lag > 3.5) & (lag < 6))
+    assert ema.module[1].num_batches_tracked.dtype == torch.int64
+    assert ema.module[1].num_batches_tracked == model[1].num_batches_tracked

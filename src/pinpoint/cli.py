@@ -56,9 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--img-size", type=int, default=defaults.img_size, help="resize every image to this square size; 0 = native size with crops")
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side when --img-size 0")
+    p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
+                   help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
     p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"])
     p.add_argument("--schedule", default=defaults.schedule, choices=["step", "cosine"])
+    p.add_argument("--nms-kernel", type=int, default=defaults.nms_kernel,
+                   help="odd window of the peak suppression stored as the checkpoint's default (default %(default)s)")
+    p.add_argument("--ema", type=float, default=defaults.ema,
+                   help="decay of the moving average of the weights that is validated and saved; 0 = off (default %(default)s)")
     p.add_argument("--lr-step", type=int, default=defaults.lr_step, help="epochs between learning-rate drops (step schedule)")
     p.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma, help="learning-rate factor at each drop")
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -207,8 +213,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
-                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, sigma=args.sigma,
-                      loss=args.loss, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, seed=args.seed,
+                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, scale_jitter=args.scale_jitter, sigma=args.sigma,
+                      loss=args.loss, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta)

@@ -19,7 +19,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # used only when val_split is None
     out: str = "runs/train"  # run folder: checkpoints, log.csv, loss.png
     # model
-    model: str = "pinnet"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
+    model: str = "pinnet-s2d"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments
     # geometry: crops of crop_size at native resolution (img_size = 0), with inference at native size,
     # or every image resized to img_size x img_size (the seed recipe: 256)
@@ -29,6 +29,7 @@ class TrainConfig:
     # augmentation
     flip: bool = True  # left-right and up-down flips
     rot90: bool = True  # random quarter turns
+    scale_jitter: float = 0.0  # crops zoomed by a log-uniform factor in [1 / (1 + j), 1 + j]; 0 = native scale only
     intensity_jitter: float = 0.1  # random gain and offset strength (log-normal gain, normal offset), 0 = off
     # target and loss
     sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
@@ -38,6 +39,7 @@ class TrainConfig:
     batch: int = 16
     lr: float = 2e-3
     weight_decay: float = 0.0
+    ema: float = 0.995  # decay of the moving average of the weights that validation and checkpoints use; 0 = off
     schedule: str = "cosine"  # "cosine" (to 1% of lr) or "step" (x lr_gamma every lr_step epochs, the seed's)
     lr_step: int = 10
     lr_gamma: float = 0.1
@@ -49,6 +51,9 @@ class TrainConfig:
     tune_threshold: bool = True
     tta: bool = False  # average heatmaps over mirror images in validation and, by default, in detect (4x slower)
     top_k: int = 100
+    # peaks closer than (nms_kernel - 1) / 2 px to a higher one are dropped: an extended target's
+    # plateau has several maxima, and two points within the 3 px match distance cannot both be hits
+    nms_kernel: int = 7
     match_px: float = 3.0  # distance at which validation counts a hit
     progress: bool = True
     # devices and reliability

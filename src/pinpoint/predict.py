@@ -37,10 +37,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k: int, tta: bool = False) -> dict[str, Any]:
+def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k: int, tta: bool = False,
+                       nms_kernel: int = 3) -> dict[str, Any]:
     """What a checkpoint must carry, besides the weights, to turn an image into points."""
     return {"output": model.output, "stride": model.stride, "img_size": img_size,
-            "threshold": threshold, "top_k": top_k, "nms_kernel": 3, "subpixel": True, "tta": tta}
+            "threshold": threshold, "top_k": top_k, "nms_kernel": nms_kernel, "subpixel": True, "tta": tta}
 
 
 class Backend(Protocol):

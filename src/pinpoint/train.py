@@ -10,6 +10,10 @@ every global batch and DistributedDataParallel averages the gradients, with Batc
 synchronised, so N processes take the same steps as one process with the same batch. Rank 0
 alone validates and writes files; the others wait at a barrier.
 
+With cfg.ema > 0 an exponential moving average of the weights (decay ramped up over the first
+steps) is what gets validated, selected and saved for inference: it averages out the last
+epochs' step-to-step jitter, which on a small training set otherwise decides which epoch wins.
+
 Crash safety: last.pt is replaced atomically at every epoch end, and every cfg.save_every_steps
 batches inside an epoch, with all it takes to go on: weights, optimizer, schedule, loss scaler,
 epoch and batch within it, every process's RNG states and the history. resume(run_dir) continues
@@ -29,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from pinpoint import distributed
@@ -91,6 +96,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     if not train_samples:
         raise InputError(f"{cfg.data}: no usable training image ({len(skipped or [])} bad file(s) skipped)")
     model = create_model(cfg.model, **cfg.model_args).to(device)
+    check_settings(cfg, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
@@ -101,6 +107,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=len(dataset) >= cfg.batch,
         generator=torch.Generator().manual_seed(cfg.seed), pin_memory=device.type == "cuda")
+    ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True) if cfg.ema else None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 gradients underflow without it
@@ -109,7 +116,9 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     best_key, best_threshold_value, threshold = (-math.inf,), cfg.threshold, cfg.threshold
     start_epoch, start_batch, carried_loss = 1, 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["trained_model"] if ema else state["model"])
+        if ema:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty when the run began without fp16
@@ -150,15 +159,17 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if ema:
+                ema.update_parameters(model)
             total += loss.item()
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.5f}")
             if cfg.save_every_steps and batches % cfg.save_every_steps == 0 and batches < steps:
                 processes = distributed.gather_objects(process_state(total, device))
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
-                    save_checkpoint({**make_checkpoint(model, cfg, threshold, epoch - 1, history[-1] if history else {}),
+                    save_checkpoint({**make_checkpoint(ema.module if ema else model, cfg, threshold, epoch - 1, history[-1] if history else {}),
                                      **resumable_state(optimizer, scheduler, scaler, batches, processes, history,
-                                                       best_key, best_threshold_value)}, out / "last.pt")
+                                                       best_key, best_threshold_value, model, ema)}, out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         processes = distributed.gather_objects(process_state(0.0, device))
@@ -166,10 +177,11 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
 
         if main:
             row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss}
+            final = ema.module if ema else model  # the weights inference gets
             if val_samples:
-                model.eval()
-                row["val_loss"] = validation_loss(model, val_set, device)
-                row.update(evaluate_detector(Detector(model, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta), device),
+                final.eval()
+                row["val_loss"] = validation_loss(final, val_set, device)
+                row.update(evaluate_detector(Detector(final, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel), device),
                                              val_samples, cfg.match_px))
             row["seconds"] = time.time() - started
             history.append(row)
@@ -178,9 +190,10 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             threshold = row.get("val_threshold", cfg.threshold) if cfg.tune_threshold else cfg.threshold
             if key > best_key:
                 best_key, best_threshold_value = key, threshold
-                save_checkpoint(make_checkpoint(model, cfg, threshold, epoch, row), out / "best.pt")
-            save_checkpoint({**make_checkpoint(model, cfg, threshold, epoch, row),
-                             **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value)},
+                save_checkpoint(make_checkpoint(final, cfg, threshold, epoch, row), out / "best.pt")
+            save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch, row),
+                             **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value,
+                                               model, ema)},
                             out / "last.pt")
             write_log(history, out / "log.csv")
             plot_losses(history, out / "loss.png")
@@ -196,11 +209,44 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     return out
 
 
+def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
+    """Settings that would fail only later, deep inside an epoch or its validation, refused up front."""
+    if cfg.nms_kernel < 1 or cfg.nms_kernel % 2 == 0:
+        raise InputError(f"--nms-kernel {cfg.nms_kernel}: the peak window must be odd and positive (3, 5, 7, ...)")
+    if not 0 <= cfg.ema < 1:
+        raise InputError(f"--ema {cfg.ema}: the decay of the weight average must be in [0, 1); 0 turns it off")
+    if cfg.scale_jitter < 0:
+        raise InputError(f"--scale-jitter {cfg.scale_jitter}: must be 0 (off) or positive")
+    if not cfg.img_size and cfg.crop_size % model.stride:
+        raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
+
+
 def batch_per_process(global_batch: int, world_size: int) -> int:
     """Each process's share of the global batch; it must split evenly for the steps to match one process's."""
     if global_batch < 1 or global_batch % world_size:
         raise InputError(f"--batch {global_batch}: the global batch must split evenly over {world_size} process(es)")
     return global_batch // world_size
+
+
+def ema_update(decay: float):
+    """multi_avg_fn for AveragedModel: average <- d * average + (1 - d) * weights, d = min(decay, (1 + n) / (10 + n)).
+
+    The ramp (n = updates so far) lets the average follow the fast early changes instead of
+    dragging the random initial weights along for thousands of steps. AveragedModel calls this
+    once per group of tensors of one device and dtype; integer buffers (BatchNorm's batch
+    counter) are copied.
+    """
+    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], n: torch.Tensor) -> None:
+        if not averages[0].is_floating_point():
+            for average, current in zip(averages, currents):
+                average.copy_(current)
+            return
+        done = float(n)
+        d = min(decay, (1.0 + done) / (10.0 + done))
+        for average, current in zip(averages, currents):
+            average.lerp_(current, 1.0 - d)
+
+    return update
 
 
 def seed_everything(seed: int) -> None:
@@ -308,7 +354,7 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
         "model": model.state_dict(),
         "model_name": cfg.model,
         "model_args": cfg.model_args,
-        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta),
+        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta, cfg.nms_kernel),
         "config": cfg.to_dict(),
         "epoch": epoch,
         "metrics": metrics,
@@ -318,13 +364,16 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
 
 def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
                     processes: list[dict[str, Any]], history: list[dict[str, Any]], best_key: tuple,
-                    best_threshold_value: float) -> dict[str, Any]:
+                    best_threshold_value: float, model: torch.nn.Module, ema: AveragedModel | None) -> dict[str, Any]:
     """What last.pt holds besides the weights so that training can go on as if never stopped.
 
     `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
-    epoch's end); `processes` holds each process's RNG states and its running loss sum.
+    epoch's end); `processes` holds each process's RNG states and its running loss sum. With a
+    weight average, "model" holds the average (for inference) and "trained_model" the weights
+    the optimizer steps.
     """
-    return {
+    averaged = {"trained_model": model.state_dict(), "ema": ema.state_dict()} if ema else {}
+    return {**averaged,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),

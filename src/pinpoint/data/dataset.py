@@ -202,7 +202,12 @@ class TrainingSet(torch.utils.data.Dataset):
         return tensor, torch.zeros(2), torch.tensor(0.0)
 
     def _crop(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
-        size = self.cfg.crop_size
+        """A crop_size window of the image; with scale_jitter, a window of crop_size / s resized to crop_size."""
+        out_size = size = self.cfg.crop_size
+        if self.cfg.scale_jitter > 0:
+            # log-uniform zoom in [1 / (1 + j), 1 + j]: targets are seen larger and smaller than in the data
+            zoom = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.cfg.scale_jitter)))
+            size = max(1, int(round(out_size / zoom)))
         height, width = image.shape
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
@@ -210,7 +215,12 @@ class TrainingSet(torch.utils.data.Dataset):
         else:
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
             top = int(rng.integers(min(0, height - size), max(height - size, 0) + 1))
-        return T.crop(image, xy, top, left, (size, size), fill=float(image.mean()))
+        image, xy = T.crop(image, xy, top, left, (size, size), fill=float(image.mean()))
+        if size != out_size:
+            image, xy = T.resize(image, xy, (out_size, out_size))
+            inside = np.all((xy >= -0.5) & (xy < out_size - 0.5), axis=1)  # rounding can move an edge point out
+            xy = xy[inside]
+        return image, xy
 
     def _augment(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
         cfg = self.cfg

@@ -5,11 +5,12 @@ from __future__ import annotations
 from torch import nn
 
 from pinpoint.models.heatmap import HeatmapNet
-from pinpoint.models.pinnet import PinNet
+from pinpoint.models.pinnet import PinNet, PinNetS2D
 from pinpoint.models.regression import RegressionNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "pinnet": PinNet,
+    "pinnet-s2d": PinNetS2D,
     "heatmap": HeatmapNet,
     "regression": RegressionNet,
 }
