@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from pinpoint.bench import benchmark, count_flops, format_report, parse_size
@@ -88,3 +90,22 @@ def test_cli_bench_prints_a_table_and_writes_json(tmp_path: Path, capsys) -> Non
     assert result["model"] == "regression" and len(result["timings"]) == 2 * 2 * 2
     assert result["sizes"][1]["input"] == [24, 40]  # stride 1: no padding
     assert main(["bench", "--model", "heatmap", "--size", "0"]) == 2
+
+
+def test_each_backend_times_with_the_cores_to_itself() -> None:
+    """torch runs with the thread count under test; onnxruntime's turn holds torch at one thread,
+    so PyTorch's spinning OpenMP workers do not take its cores."""
+    from pinpoint.bench import _time_turns
+
+    seen: dict[str, set[int]] = {"torch": set(), "onnxruntime": set()}
+    runners = {key: (lambda batch, k=key: seen[k].add(torch.get_num_threads())) for key in seen}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as benchmark() sets it before the warm-up calls
+    try:
+        timings = _time_turns(runners, np.zeros((1, 1, 8, 8), np.float32), threads=2, seconds=0.01, rounds=2)
+    finally:
+        torch.set_num_threads(before)
+    assert {t.backend for t in timings} == {"torch", "onnxruntime"} and all(t.threads == 2 for t in timings)
+    assert seen["torch"] == {2} and 1 in seen["onnxruntime"]
+    result = benchmark(model_name="heatmap", sizes=[(16, 16)], batches=[1], threads=[2], seconds=0.02, rounds=1)
+    assert result["threads"] == [2] and torch.get_num_threads() == before

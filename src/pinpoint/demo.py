@@ -21,7 +21,7 @@ def demo_config(data: Path, run: Path, model: str, epochs: int, seed: int) -> Tr
                        out=str(run), model=model, epochs=epochs, seed=seed)
 
 
-def demo(out: Path, n: int = 240, epochs: int = 40, model: str = TrainConfig.model, seed: int = 0) -> dict:
+def demo(out: Path, n: int = 240, epochs: int = 80, model: str = TrainConfig.model, seed: int = 0) -> dict:
     """synth -> train -> eval -> detect; returns the test scores and prints where everything went."""
     started = time.time()
     data, run = out / "data", out / "run"
