@@ -1,0 +1,128 @@
+"""Where a trained detector goes wrong on NUAA-SIRST, and two cheap what-ifs, for the notes in README.
+
+    python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt            # misses (mask area) and false alarms
+    python benchmarks/nuaa_sirst_analysis.py thresholds RUN1/best.pt ...   # validation-chosen vs best test threshold
+    python benchmarks/nuaa_sirst_analysis.py ensemble RUN1/best.pt ...     # heatmaps averaged over several runs
+
+Scored like the benchmark: the 50/50 test split, one-to-one nearest-first matching within 3 px.
+Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from pinpoint.codecs.heatmap import decode
+from pinpoint.data.dataset import Sample, load_samples
+from pinpoint.metrics import match_points
+from pinpoint.points import Points
+from pinpoint.predict import Detector
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NUAA-SIRST"
+MATCH_PX = 3.0
+
+
+def f1_counts(points: list[Points], samples: list[Sample], threshold: float) -> tuple[int, int, int]:
+    """(true positives, false alarms, targets) of `points` cut at `threshold`."""
+    tp = fp = targets = 0
+    for found, sample in zip(points, samples):
+        kept = found[found.score >= threshold]
+        match = match_points(kept.xy, kept.score, sample.xy, MATCH_PX)
+        tp, fp, targets = tp + int(match.gt_matched.sum()), fp + int((~match.pred_matched).sum()), targets + len(sample.xy)
+    return tp, fp, targets
+
+
+def f1_at(points: list[Points], samples: list[Sample], threshold: float) -> float:
+    tp, fp, targets = f1_counts(points, samples, threshold)
+    return 2 * tp / (targets + tp + fp)
+
+
+def mask_area(stem: str, xy: np.ndarray, image_shape: tuple[int, int]) -> int:
+    """Pixel count of the mask component whose centroid is nearest to `xy` (masks are resized to the image)."""
+    mask = cv2.imread(str(DATA / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+    if mask.shape != image_shape:
+        mask = cv2.resize(mask, image_shape[::-1], interpolation=cv2.INTER_NEAREST)
+    count, _, stats, centroids = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    if count < 2:
+        return 0
+    return int(stats[1:, cv2.CC_STAT_AREA][np.argmin(((centroids[1:] - xy) ** 2).sum(axis=1))])
+
+
+def errors(weights: str, test: list[Sample]) -> None:
+    detector = Detector.load(weights, device="cpu")
+    found = detector.predict_batch([s.image for s in test])
+    missed_areas, false_alarm_gaps = [], []
+    for points, sample in zip(found, test):
+        match = match_points(points.xy, points.score, sample.xy, MATCH_PX)
+        missed_areas += [mask_area(sample.stem, sample.xy[i], sample.image.shape) for i in np.flatnonzero(~match.gt_matched)]
+        for i in np.flatnonzero(~match.pred_matched):
+            gaps = np.hypot(*(sample.xy - points.xy[i]).T) if len(sample.xy) else np.array([np.inf])
+            false_alarm_gaps.append(float(gaps.min()))
+    tp, fp, targets = f1_counts(found, test, detector.threshold)
+    near = sorted(g for g in false_alarm_gaps if g <= 10)
+    print(f"{weights}: threshold {detector.threshold:.3f}, {targets} targets, {tp} found, {targets - tp} missed, {fp} false alarms")
+    print(f"  missed targets' mask areas (px): {sorted(missed_areas)}")
+    print(f"  false alarms within 10 px of a target: {len(near)} (distances {', '.join(f'{g:.1f}' for g in near)})")
+
+
+def thresholds(weights_list: list[str], test: list[Sample]) -> None:
+    """The checkpoint's validation-chosen threshold against the best one for the test split."""
+    chosen, oracle = [], []
+    for weights in weights_list:
+        detector = Detector.load(weights, device="cpu")
+        found = detector.predict_batch([s.image for s in test], conf=0.02)
+        grid = np.arange(0.05, 0.95, 0.01)
+        best = max(f1_at(found, test, t) for t in grid)
+        chosen.append(f1_at(found, test, detector.threshold))
+        oracle.append(best)
+        print(f"{weights}: F1 {chosen[-1]:.4f} at the validation threshold {detector.threshold:.3f}, {best:.4f} at the best test threshold")
+    print(f"mean over {len(chosen)} runs: {np.mean(chosen):.4f} validation-chosen, {np.mean(oracle):.4f} best on test")
+
+
+def ensemble(weights_list: list[str], test: list[Sample]) -> None:
+    """Average the heatmaps of several runs, decode as each run would, cut at the mean of their thresholds."""
+    detectors = [Detector.load(w, device="cpu") for w in weights_list]
+    kernel = detectors[0].settings["nms_kernel"]
+    points = []
+    for sample in test:
+        heatmap = np.mean([d.predict_with_heatmap(sample.image, conf=1.0)[1] for d in detectors], axis=0)
+        xy, score = decode(torch.from_numpy(heatmap)[None, None].float(), 100, 0.02, kernel)[0]
+        points.append(Points(xy, score, sample.image.shape))
+    for d, w in zip(detectors, weights_list):
+        single = d.predict_batch([s.image for s in test])
+        tp, fp, targets = f1_counts(single, test, d.threshold)
+        print(f"{w}: F1 {2 * tp / (targets + tp + fp):.4f} alone")
+    cut = float(np.mean([d.threshold for d in detectors]))
+    tp, fp, targets = f1_counts(points, test, cut)
+    print(f"average of {len(detectors)} heatmaps at the mean threshold {cut:.3f}: F1 {2 * tp / (targets + tp + fp):.4f}, "
+          f"Pd {tp / targets:.4f}, precision {tp / max(tp + fp, 1):.4f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble"])
+    parser.add_argument("weights", nargs="+")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"{DATA}: NUAA-SIRST not found", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    test = load_samples(DATA, DATA / "splits" / "50_50" / "test.txt")
+    if args.what == "errors":
+        for weights in args.weights:
+            errors(weights, test)
+    elif args.what == "thresholds":
+        thresholds(args.weights, test)
+    else:
+        ensemble(args.weights, test)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
