@@ -91,6 +91,10 @@ METHODS: dict[str, dict] = {
                                             "note": "as pinnet-s2d-e100-nms7-ema-bg70, another seed"},
     "pinnet-s2d-e100-nms7-ema-bg70-seed2": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, crop_on_target=0.3, seed=2),
                                             "note": "as pinnet-s2d-e100-nms7-ema-bg70, a third seed"},
+    "pinnet-s2d-e100-nms7-ema-c256": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, crop_size=256),
+                                      "note": "as pinnet-s2d-e100-nms7-ema, 256 px crops instead of 192"},
+    "pinnet-s2d-e100-nms7-ema-c256-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, crop_size=256, seed=1),
+                                            "note": "as pinnet-s2d-e100-nms7-ema-c256, another seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }

@@ -168,7 +168,7 @@ def _time_turns(runners: dict[str, Callable[[np.ndarray], Any]], inputs: np.ndar
         for key, run in runners.items():
             # PyTorch's OpenMP workers busy-wait after their last op and take the cores onnxruntime's
             # own threads need (measured: seed model at 256x256, batch 1, 2 threads, 220 instead of
-            # 345 img/s). With one torch thread there are no such workers, so each backend gets the
+            # 347 img/s). With one torch thread there are no such workers, so each backend gets the
             # machine to itself during its turn, as it would in a process of its own.
             torch.set_num_threads(threads if key == "torch" else 1)
             for _ in range(calls_per_round[key]):
