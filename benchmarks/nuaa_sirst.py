@@ -95,6 +95,10 @@ METHODS: dict[str, dict] = {
                                       "note": "as pinnet-s2d-e100-nms7-ema, 256 px crops instead of 192"},
     "pinnet-s2d-e100-nms7-ema-c256-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, crop_size=256, seed=1),
                                             "note": "as pinnet-s2d-e100-nms7-ema-c256, another seed"},
+    "pinnet-s2d-e100-nms7-ema-sigma3": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, sigma=3.0),
+                                        "note": "as pinnet-s2d-e100-nms7-ema, gaussian sigma 3 instead of 2"},
+    "pinnet-s2d-e100-nms7-ema-sigma3-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, sigma=3.0, seed=1),
+                                              "note": "as pinnet-s2d-e100-nms7-ema-sigma3, another seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }
