@@ -99,6 +99,10 @@ METHODS: dict[str, dict] = {
                                         "note": "as pinnet-s2d-e100-nms7-ema, gaussian sigma 3 instead of 2"},
     "pinnet-s2d-e100-nms7-ema-sigma3-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, sigma=3.0, seed=1),
                                               "note": "as pinnet-s2d-e100-nms7-ema-sigma3, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, batch=8),
+                                    "note": "as pinnet-s2d-e100-nms7-ema, batch 8 instead of 16 (twice the steps)"},
+    "pinnet-s2d-e100-nms7-ema-b8-seed1": {"train": dict(S2D_RECIPE, nms_kernel=7, ema=0.995, batch=8, seed=1),
+                                          "note": "as pinnet-s2d-e100-nms7-ema-b8, another seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("demo", help="synth -> train -> eval -> detect on built-in synthetic data")
     p.add_argument("--out", default="pinpoint-demo", help="folder for everything the demo makes")
     p.add_argument("--n", type=int, default=240, help="synthetic images")
-    p.add_argument("--epochs", type=int, default=80, help="training epochs (default 80: under 3 minutes on 2 CPU cores)")
+    p.add_argument("--epochs", type=int, default=80, help="training epochs (default 80: about 3 minutes on 2 CPU cores)")
     p.add_argument("--model", default=defaults.model, help="model to train (default: the default model)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_demo)

@@ -36,7 +36,7 @@ class TrainConfig:
     loss: str = "focal"  # "focal" (CenterNet), "weighted-mse" or "mse" (the seed's)
     # optimisation
     epochs: int = 100
-    batch: int = 16
+    batch: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.0
     ema: float = 0.995  # decay of the moving average of the weights that validation and checkpoints use; 0 = off
