@@ -55,36 +55,46 @@ class Up(nn.Module):
 
 
 class PinNet(nn.Module):
-    """Image (B, 1, H, W), H and W multiples of 8 -> heatmap (B, 1, H, W) in (0, 1)."""
+    """Image (B, 1, H, W), H and W multiples of `stride` -> heatmap (B, 1, H, W) in (0, 1).
+
+    `block` > 1 folds each block x block patch of pixels into channels before the stem and the
+    head predicts the block's block**2 heatmap values (PinNetS2D); 1 is the full-resolution PinNet.
+    """
 
     output = "heatmap"
     stride = 8
+    block = 1
 
-    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32)):
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), deep_blocks: int = 2):
         super().__init__()
         w1, w2, w3, w4 = widths
-        self.stem = conv_bn_relu(1, w1)
+        self.stem = self.make_stem(self.block ** 2, w1)
         self.down2 = nn.Sequential(conv_bn_relu(w1, w2, stride=2), conv_bn_relu(w2, w2))
         self.down3 = nn.Sequential(conv_bn_relu(w2, w3, stride=2), ResBlock(w3))
-        self.down4 = nn.Sequential(conv_bn_relu(w3, w4, stride=2), ResBlock(w4, dilation=2), ResBlock(w4, dilation=4))
+        self.down4 = nn.Sequential(conv_bn_relu(w3, w4, stride=2),
+                                   *[ResBlock(w4, dilation=2 ** (1 + i % 2)) for i in range(deep_blocks)])
         self.up3 = Up(w4, w3)
         self.up2 = Up(w3, w2)
         self.up1 = Up(w2, w1)
-        self.head = nn.Conv2d(w1, 1, 1)
+        self.head = nn.Conv2d(w1, self.block ** 2, 1)
         nn.init.constant_(self.head.bias, -math.log((1 - 0.01) / 0.01))
 
+    def make_stem(self, cin: int, cout: int) -> nn.Module:
+        return conv_bn_relu(cin, cout)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s1 = self.stem(x)
+        s1 = self.stem(F.pixel_unshuffle(x, self.block) if self.block > 1 else x)
         s2 = self.down2(s1)
         s3 = self.down3(s2)
         s4 = self.down4(s3)
         d = self.up3(s4, s3)
         d = self.up2(d, s2)
         d = self.up1(d, s1)
-        return torch.sigmoid(self.head(d))
+        logits = self.head(d)
+        return torch.sigmoid(F.pixel_shuffle(logits, self.block) if self.block > 1 else logits)
 
 
-class PinNetS2D(nn.Module):
+class PinNetS2D(PinNet):
     """PinNet at half resolution without losing a pixel: pixel-unshuffle in, pixel-shuffle out.
 
     Why: a conv layer at full resolution costs 4x the same layer at half resolution, and PinNet
@@ -99,29 +109,11 @@ class PinNetS2D(nn.Module):
     accuracy on NUAA-SIRST (benchmarks/results/nuaa_sirst.md).
     """
 
-    output = "heatmap"
     stride = 16
+    block = 2
 
     def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48), deep_blocks: int = 2):
-        super().__init__()
-        w1, w2, w3, w4 = widths
-        self.stem = nn.Sequential(conv_bn_relu(4, w1), conv_bn_relu(w1, w1))
-        self.down2 = nn.Sequential(conv_bn_relu(w1, w2, stride=2), conv_bn_relu(w2, w2))
-        self.down3 = nn.Sequential(conv_bn_relu(w2, w3, stride=2), ResBlock(w3))
-        self.down4 = nn.Sequential(conv_bn_relu(w3, w4, stride=2),
-                                   *[ResBlock(w4, dilation=2 ** (1 + i % 2)) for i in range(deep_blocks)])
-        self.up3 = Up(w4, w3)
-        self.up2 = Up(w3, w2)
-        self.up1 = Up(w2, w1)
-        self.head = nn.Conv2d(w1, 4, 1)
-        nn.init.constant_(self.head.bias, -math.log((1 - 0.01) / 0.01))
+        super().__init__(widths, deep_blocks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s1 = self.stem(F.pixel_unshuffle(x, 2))
-        s2 = self.down2(s1)
-        s3 = self.down3(s2)
-        s4 = self.down4(s3)
-        d = self.up3(s4, s3)
-        d = self.up2(d, s2)
-        d = self.up1(d, s1)
-        return torch.sigmoid(F.pixel_shuffle(self.head(d), 2))
+    def make_stem(self, cin: int, cout: int) -> nn.Module:
+        return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
