@@ -108,6 +108,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=len(dataset) >= cfg.batch,
         generator=torch.Generator().manual_seed(cfg.seed), pin_memory=device.type == "cuda")
     ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True) if cfg.ema else None
+    final = ema.module if ema else model  # the weights that are validated and that inference gets
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 gradients underflow without it
@@ -167,7 +168,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             if cfg.save_every_steps and batches % cfg.save_every_steps == 0 and batches < steps:
                 processes = distributed.gather_objects(process_state(total, device))
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
-                    save_checkpoint({**make_checkpoint(ema.module if ema else model, cfg, threshold, epoch - 1, history[-1] if history else {}),
+                    save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch - 1, history[-1] if history else {}),
                                      **resumable_state(optimizer, scheduler, scaler, batches, processes, history,
                                                        best_key, best_threshold_value, model, ema)}, out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
@@ -177,11 +178,10 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
 
         if main:
             row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss}
-            final = ema.module if ema else model  # the weights inference gets
             if val_samples:
                 final.eval()
                 row["val_loss"] = validation_loss(final, val_set, device)
-                row.update(evaluate_detector(Detector(final, inference_settings(model, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel), device),
+                row.update(evaluate_detector(Detector(final, inference_settings(final, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel), device),
                                              val_samples, cfg.match_px))
             row["seconds"] = time.time() - started
             history.append(row)
