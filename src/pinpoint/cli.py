@@ -60,11 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
     p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"])
-    p.add_argument("--offset-radius", type=float, default=defaults.offset_radius,
-                   help="pinnet models: also learn, within this many pixels of each target, the offset to its centre, "
-                        "so extended targets are found at their centre; 0 = off (default %(default)s)")
-    p.add_argument("--offset-weight", type=float, default=defaults.offset_weight,
-                   help="weight of the offsets' L1 loss beside the heatmap loss (default %(default)s)")
     p.add_argument("--schedule", default=defaults.schedule, choices=["step", "cosine"])
     p.add_argument("--nms-kernel", type=int, default=defaults.nms_kernel,
                    help="odd window of the peak suppression stored as the checkpoint's default (default %(default)s)")
@@ -219,7 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
                       batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, scale_jitter=args.scale_jitter, sigma=args.sigma,
-                      loss=args.loss, offset_radius=args.offset_radius, offset_weight=args.offset_weight, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
+                      loss=args.loss, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta)

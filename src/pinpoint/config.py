@@ -34,10 +34,6 @@ class TrainConfig:
     # target and loss
     sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
     loss: str = "focal"  # "focal" (CenterNet), "weighted-mse" or "mse" (the seed's)
-    # pixels within offset_radius of a target also learn the vector to its centre (codecs/offsets.py),
-    # so an extended target's peak, which sits on its hottest part, is moved to the centre; 0 = off
-    offset_radius: float = 0.0
-    offset_weight: float = 1.0  # weight of the offsets' L1 loss beside the heatmap loss
     # optimisation
     epochs: int = 100
     batch: int = 8

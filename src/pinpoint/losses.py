@@ -37,14 +37,6 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") ->
     return total / normaliser.clamp(min=1)
 
 
-def offset_loss_terms(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of L1 distances, number of trained pixels) between offset fields: pred (B, 2, H, W) in
-    pixels, target (B, 3, H, W) = dx, dy, weight (codecs/offsets.py). L1, as CenterNet's offset and
-    size heads use: an offset a few pixels off costs in proportion, not squared."""
-    weight = target[:, 2:3]
-    return ((pred - target[:, :2]).abs() * weight).sum(), weight.sum()
-
-
 def point_loss_terms(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of per-image MSE, number of images with a target) between normalised points (B, 2)."""
     return (((pred - target) ** 2).mean(dim=1) * weight).sum(), weight.sum()

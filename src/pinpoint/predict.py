@@ -41,8 +41,7 @@ def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k:
                        nms_kernel: int = 3) -> dict[str, Any]:
     """What a checkpoint must carry, besides the weights, to turn an image into points."""
     return {"output": model.output, "stride": model.stride, "img_size": img_size,
-            "threshold": threshold, "top_k": top_k, "nms_kernel": nms_kernel, "subpixel": True, "tta": tta,
-            "offsets": bool(getattr(model, "offsets", False))}
+            "threshold": threshold, "top_k": top_k, "nms_kernel": nms_kernel, "subpixel": True, "tta": tta}
 
 
 class Backend(Protocol):
@@ -127,7 +126,7 @@ class Detector:
         return T.pad_to_multiple(image, self.settings["stride"])
 
     def forward(self, grey: np.ndarray) -> torch.Tensor:
-        """The raw network output for one grey image: heatmap (1, 1, h, w), heatmap and offsets (1, 3, h, w) or point (1, 2)."""
+        """The raw network output for one grey image: heatmap (1, 1, h, w) or point (1, 2)."""
         return self.run(self.prepare(grey)[None, None])
 
     def run(self, batch: np.ndarray) -> torch.Tensor:
@@ -137,12 +136,7 @@ class Detector:
         if not self.settings.get("tta") or self.settings["output"] != "heatmap":
             return out
         for axes in ((3,), (2,), (2, 3)):
-            mirrored = torch.flip(self.backend(np.ascontiguousarray(np.flip(batch, axis=axes))), dims=axes)
-            if self.settings.get("offsets"):  # a mirrored offset points the other way along the mirrored axis
-                sign = torch.ones(mirrored.shape[1], dtype=mirrored.dtype, device=mirrored.device)
-                sign[[1 if axis == 3 else 2 for axis in axes]] = -1
-                mirrored = mirrored * sign[:, None, None]
-            out = out + mirrored
+            out = out + torch.flip(self.backend(np.ascontiguousarray(np.flip(batch, axis=axes))), dims=axes)
         return out / 4
 
     def predict(self, image: ImageLike, conf: float | None = None) -> Points:
@@ -187,10 +181,8 @@ class Detector:
             xy = out.detach().cpu().numpy().astype(np.float64) * np.array([frame[1], frame[0]])
             xy = np.clip(T.map_resize(xy, frame, (height, width)), 0, [width - 1, height - 1])
             return [(Points(point, [1.0], (height, width)), None) for point in xy]
-        out = out if size else out[:, :, :height, :width]
-        heatmap = out[:, :1]
-        offsets = out[:, 1:3] if self.settings.get("offsets") else None
-        decoded = decode(heatmap, self.settings["top_k"], threshold, self.settings["nms_kernel"], self.settings["subpixel"], offsets)
+        heatmap = out if size else out[:, :, :height, :width]
+        decoded = decode(heatmap, self.settings["top_k"], threshold, self.settings["nms_kernel"], self.settings["subpixel"])
         maps = heatmap[:, 0].detach().cpu().numpy() if heatmaps else None
         results = []
         for b, (xy, scores) in enumerate(decoded):

@@ -23,7 +23,6 @@ from there; in deterministic mode on the CPU the result equals an uninterrupted 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import math
 import os
@@ -42,7 +41,7 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, write_text
-from pinpoint.losses import heatmap_loss_terms, offset_loss_terms, point_loss_terms
+from pinpoint.losses import heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
@@ -96,12 +95,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     val_samples = load_stems(cfg.data, val_stems, skipped)
     if not train_samples:
         raise InputError(f"{cfg.data}: no usable training image ({len(skipped or [])} bad file(s) skipped)")
-    if cfg.offset_radius and not cfg.model_args.get("offsets"):  # the head's size follows the setting
-        cfg = dataclasses.replace(cfg, model_args={**cfg.model_args, "offsets": True})
-    try:
-        model = create_model(cfg.model, **cfg.model_args).to(device)
-    except TypeError as exc:
-        raise InputError(f"--model {cfg.model}: {exc} (--offset-radius needs a pinnet model)") from None
+    model = create_model(cfg.model, **cfg.model_args).to(device)
     check_settings(cfg, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -161,7 +155,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             targets, weights = targets.to(device, non_blocking=True), weights.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 pred = net(images)
-            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss, offset_weight=cfg.offset_weight)
+            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -223,8 +217,6 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--ema {cfg.ema}: the decay of the weight average must be in [0, 1); 0 turns it off")
     if cfg.scale_jitter < 0:
         raise InputError(f"--scale-jitter {cfg.scale_jitter}: must be 0 (off) or positive")
-    if cfg.offset_radius < 0 or (cfg.offset_radius == 0) != (not getattr(model, "offsets", False)):
-        raise InputError(f"--offset-radius {cfg.offset_radius}: must be positive for a model with an offset head, 0 without")
     if not cfg.img_size and cfg.crop_size % model.stride:
         raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
 
@@ -297,25 +289,20 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.
 
 
 def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str,
-                  across_processes: bool = True, offset_weight: float = 1.0) -> torch.Tensor:
+                  across_processes: bool = True) -> torch.Tensor:
     """The loss of this process's share of the global batch, normalised over the whole global batch.
 
     DDP averages gradients over the N processes, so the share's sum of terms is scaled by N and
     divided by the global normaliser: N processes then optimise exactly the loss of one process
     that sees the whole batch (the focal loss divides by the number of targets, which differs per share).
     """
-    if output != "heatmap":
-        terms = [point_loss_terms(pred, targets, weights)]
-    elif pred.shape[1] == 1:
-        terms = [heatmap_loss_terms(pred, targets, kind)]
-    else:  # heatmap + offset field: target channels are heatmap, dx, dy, offset weight
-        heat, normaliser = heatmap_loss_terms(pred[:, :1], targets[:, :1], kind)
-        offset, count = offset_loss_terms(pred[:, 1:3], targets[:, 1:])
-        terms = [(heat, normaliser), (offset * offset_weight, count)]
+    if output == "heatmap":
+        total, normaliser = heatmap_loss_terms(pred, targets, kind)
+    else:
+        total, normaliser = point_loss_terms(pred, targets, weights)
     if not across_processes or distributed.world_size() == 1:
-        return sum(total / normaliser.clamp(min=1) for total, normaliser in terms)
-    return sum(total * distributed.world_size() / distributed.sum_over_processes(normaliser).clamp(min=1)
-               for total, normaliser in terms)
+        return total / normaliser.clamp(min=1)
+    return total * distributed.world_size() / distributed.sum_over_processes(normaliser).clamp(min=1)
 
 
 def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[list[str], list[str]]:
@@ -356,8 +343,7 @@ def validation_loss(model: torch.nn.Module, dataset: TrainingSet, device: torch.
     losses = []
     for i in range(len(dataset)):
         image, target, weight = (t[None].to(device) for t in dataset.whole(i, model.stride))
-        losses.append(training_loss(model.output, model(image), target, weight, dataset.cfg.loss, across_processes=False,
-                                    offset_weight=dataset.cfg.offset_weight).item())
+        losses.append(training_loss(model.output, model(image), target, weight, dataset.cfg.loss, across_processes=False).item())
     return float(np.mean(losses))
 
 

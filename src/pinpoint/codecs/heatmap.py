@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pinpoint.codecs.offsets import apply_offsets, merge_close
 from pinpoint.codecs.refine import refine_peaks_batch
 
 
@@ -80,13 +79,8 @@ def local_maxima(heatmap: torch.Tensor, kernel: int = 3) -> torch.Tensor:
 
 
 def decode(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1, nms_kernel: int = 3,
-           subpixel: bool = True, offsets: torch.Tensor | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Turn a batch of heatmaps (B, 1, H, W) into per-image (xy (N, 2) pixels, scores (N,)) in the heatmap's frame.
-
-    With a centre-offset field (B, 2, H, W) (offsets.py), each peak moves by the offset at its
-    pixel instead of the sub-pixel step, and peaks that land within nms_kernel // 2 px of a
-    higher one are merged, as the NMS window would have merged them had they peaked there.
-    """
+           subpixel: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Turn a batch of heatmaps (B, 1, H, W) into per-image (xy (N, 2) pixels, scores (N,)) in the heatmap's frame."""
     xy, scores, keep = find_peaks(heatmap, top_k, threshold, nms_kernel)
     # numpy has no bfloat16: every tensor is widened before it leaves torch.
     maps = heatmap[:, 0].detach().cpu().to(torch.promote_types(heatmap.dtype, torch.float32)).numpy()
@@ -97,15 +91,6 @@ def decode(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1, nms_
         return []
     image_index, slot = np.nonzero(keep)
     points, point_scores = xy[image_index, slot], scores[image_index, slot]
-    if offsets is not None:
-        fields = offsets.detach().cpu().to(torch.promote_types(offsets.dtype, torch.float32)).numpy()
-        decoded = []
-        for b in range(len(maps)):
-            mine = image_index == b
-            moved = apply_offsets(fields[b], points[mine])
-            kept = merge_close(moved, point_scores[mine], nms_kernel // 2)
-            decoded.append((moved[kept], point_scores[mine][kept]))
-        return decoded
     if subpixel and len(points):
         points = refine_peaks_batch(maps, image_index, points)
     cuts = np.cumsum(keep.sum(axis=1))[:-1]

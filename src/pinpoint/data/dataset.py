@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from pinpoint.codecs.heatmap import encode
-from pinpoint.codecs.offsets import encode_offsets
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
@@ -151,8 +150,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 class TrainingSet(torch.utils.data.Dataset):
     """Samples -> (image (1, h, w), target, weight) tensors, with the run's geometry and augmentation.
 
-    Heatmap models get a gaussian heatmap target (1, h, w), followed by the offset target (dx, dy,
-    weight) when offset_radius is set (4, h, w); the regression model gets the first
+    Heatmap models get a gaussian heatmap target (1, h, w); the regression model gets the first
     target's normalised position (2,) with weight 0 for images without a target.
     """
 
@@ -195,10 +193,8 @@ class TrainingSet(torch.utils.data.Dataset):
         cfg = self.cfg
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.output == "heatmap":
-            target = encode(xy, image.shape, cfg.sigma)[None]
-            if cfg.offset_radius > 0:
-                target = np.concatenate([target, encode_offsets(xy, image.shape, cfg.offset_radius)])
-            return tensor, torch.from_numpy(target), torch.tensor(1.0)
+            target = torch.from_numpy(encode(xy, image.shape, cfg.sigma))[None]
+            return tensor, target, torch.tensor(1.0)
         height, width = image.shape
         if len(xy):
             point = torch.tensor([xy[0, 0] / width, xy[0, 1] / height], dtype=torch.float32)

@@ -59,17 +59,14 @@ class PinNet(nn.Module):
 
     `block` > 1 folds each block x block patch of pixels into channels before the stem and the
     head predicts the block's block**2 heatmap values (PinNetS2D); 1 is the full-resolution PinNet.
-    With `offsets`, two more output channels hold each pixel's offset to its target's centre in
-    pixels (dx, dy; codecs/offsets.py): the output is (B, 3, H, W), the heatmap first.
     """
 
     output = "heatmap"
     stride = 8
     block = 1
 
-    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), deep_blocks: int = 2, offsets: bool = False):
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), deep_blocks: int = 2):
         super().__init__()
-        self.offsets = offsets
         w1, w2, w3, w4 = widths
         self.stem = self.make_stem(self.block ** 2, w1)
         self.down2 = nn.Sequential(conv_bn_relu(w1, w2, stride=2), conv_bn_relu(w2, w2))
@@ -79,10 +76,8 @@ class PinNet(nn.Module):
         self.up3 = Up(w4, w3)
         self.up2 = Up(w3, w2)
         self.up1 = Up(w2, w1)
-        self.head = nn.Conv2d(w1, self.block ** 2 * (3 if offsets else 1), 1)
-        with torch.no_grad():  # pixel_shuffle reads channel c from head channels c * block**2 onwards
-            self.head.bias.zero_()
-            self.head.bias[:self.block ** 2] = -math.log((1 - 0.01) / 0.01)
+        self.head = nn.Conv2d(w1, self.block ** 2, 1)
+        nn.init.constant_(self.head.bias, -math.log((1 - 0.01) / 0.01))
 
     def make_stem(self, cin: int, cout: int) -> nn.Module:
         return conv_bn_relu(cin, cout)
@@ -95,12 +90,8 @@ class PinNet(nn.Module):
         d = self.up3(s4, s3)
         d = self.up2(d, s2)
         d = self.up1(d, s1)
-        out = self.head(d)
-        if self.block > 1:
-            out = F.pixel_shuffle(out, self.block)
-        if not self.offsets:
-            return torch.sigmoid(out)
-        return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:]], dim=1)
+        logits = self.head(d)
+        return torch.sigmoid(F.pixel_shuffle(logits, self.block) if self.block > 1 else logits)
 
 
 class PinNetS2D(PinNet):
@@ -121,8 +112,8 @@ class PinNetS2D(PinNet):
     stride = 16
     block = 2
 
-    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48), deep_blocks: int = 2, offsets: bool = False):
-        super().__init__(widths, deep_blocks, offsets)
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48), deep_blocks: int = 2):
+        super().__init__(widths, deep_blocks)
 
     def make_stem(self, cin: int, cout: int) -> nn.Module:
         return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
