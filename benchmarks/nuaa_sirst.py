@@ -33,11 +33,12 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
 
 # The seed recipe, spelled out in full so that later changes of TrainConfig's defaults leave it alone.
 SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False, intensity_jitter=0.0,
-                   epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1)
+                   epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1, nms_kernel=3, ema=0.0, snap=False,
+                   threshold_smoothing=0.0)
 
 PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal", flip=True,
                      rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine", nms_kernel=3,
-                     ema=0.0)
+                     ema=0.0, snap=False, threshold_smoothing=0.0)
 S2D_RECIPE = dict(PINNET_RECIPE, model="pinnet-s2d", epochs=100, crop_size=192, crop_on_target=0.5)
 S2D_EMA_RECIPE = dict(S2D_RECIPE, nms_kernel=7, ema=0.995)  # the base of the later s2d attempts
 
@@ -108,6 +109,14 @@ METHODS: dict[str, dict] = {
                                         "note": "as pinnet-s2d-e100-nms7-ema-b8, widths 12-24-48-72 instead of 8-16-32-48 (2.2x the parameters)"},
     "pinnet-s2d-w12-e100-nms7-ema-b8-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, model_args={"widths": (12, 24, 48, 72)}, seed=1),
                                               "note": "as pinnet-s2d-w12-e100-nms7-ema-b8, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True),
+                                         "note": "as pinnet-s2d-e100-nms7-ema-b8, each point moved to the intensity centroid of its bright blob (half maximum, 31 px window)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, seed=1),
+                                               "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-paste3": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, paste=3),
+                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, up to 3 targets from other training images pasted into each crop"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-paste3-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, paste=3, seed=1),
+                                                      "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-paste3, another seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }

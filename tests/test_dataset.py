@@ -58,3 +58,26 @@ def test_crops_keep_every_label_on_its_target(scale_jitter: float) -> None:
         assert min(widths) < 0.85 and max(widths) > 1.2 and 0.6 < min(widths) and max(widths) < 1.6
     else:
         assert np.allclose(widths, 1.0, atol=0.05)
+
+
+def test_pasted_targets_are_labelled_on_their_blobs() -> None:
+    xy_a = np.array([[40.3, 50.7], [120.6, 30.2]])
+    xy_b = np.array([[60.5, 80.25], [100.8, 40.4]])
+    samples = [Sample("a", blob_image(xy_a), xy_a, Path("a.png")), Sample("b", blob_image(xy_b), xy_b, Path("b.png"))]
+    cfg = TrainConfig(img_size=0, crop_size=64, crop_on_target=0.5, paste=3, intensity_jitter=0.0)
+    dataset = TrainingSet(samples, cfg, "heatmap")
+    assert len(dataset.donors) == 4
+    pasted, checked = 0, 0
+    for epoch in range(40):
+        dataset.set_epoch(epoch)
+        image = dataset[1][0][0].numpy()
+        rng = np.random.default_rng((0, epoch, 1))
+        cropped = dataset._crop(dataset.images[1], xy_b, rng)
+        points = dataset._augment(*dataset._paste(*cropped, rng), rng)[1]  # the same draws again
+        pasted += len(points) - len(cropped[1])
+        for x, y in points:
+            if 7 <= x <= 56 and 7 <= y <= 56:
+                centre, _ = centroid_and_width(image, x, y)
+                assert np.hypot(*(centre - [x, y])) < 0.15, (epoch, x, y, centre)
+                checked += 1
+    assert pasted > 30 and checked > pasted  # 0 to 3 per crop, every one on a blob

@@ -312,6 +312,41 @@ def test_best_threshold_agrees_with_evaluator_at_every_cut():
     assert choice.F1 == pytest.approx(max(choice.f1_curve))
 
 
+def test_smoothed_threshold_takes_a_broad_plateau_over_a_narrow_peak():
+    # 10 targets. Eight hits score 0.9 and one 0.6; false alarms score 0.89, 0.88, 0.4 and lower.
+    # F1 by cut: 0.9 -> 16/18 = 0.889, a peak 0.01 wide (nothing is kept above 0.9);
+    # 0.88 -> 0.8 down to 0.6 -> 18/21 = 0.857, which holds over (0.4, 0.6], 0.2 wide.
+    xy = [[10.0 + 9 * i, 10.0] for i in range(10)]
+    false_xy = [[10.0 + 9 * i, 90.0] for i in range(6)]
+    pred = pts(xy[:9] + false_xy, [0.9] * 8 + [0.6] + [0.89, 0.88, 0.4, 0.35, 0.3, 0.25])
+    gt = pts(xy)
+    plain = best_threshold([pred], [gt])
+    assert plain.threshold == 0.9 and plain.F1 == pytest.approx(16 / 18)
+    smoothed = best_threshold([pred], [gt], smooth=0.1)
+    assert 0.45 < smoothed.threshold <= 0.6
+    assert smoothed.F1 == pytest.approx(18 / 21) and smoothed.Pd == pytest.approx(0.9)
+    kept = pred[pred.score >= smoothed.threshold]
+    assert smoothed.F1 == pytest.approx(evaluate([kept], [gt], thresholds=(3.0,))[3.0].F1)
+
+
+def test_smoothed_threshold_maximises_the_window_average_of_f1():
+    rng = np.random.default_rng(3)
+    differs = 0
+    for _ in range(5):
+        gt_xy = rng.uniform(5, 95, size=(12, 2))
+        pred_xy = np.concatenate([gt_xy[:9] + rng.normal(0, 0.5, (9, 2)), rng.uniform(5, 95, size=(10, 2))])
+        pred, gt = pts(pred_xy, rng.uniform(0, 1, len(pred_xy))), pts(gt_xy)
+        choice = best_threshold([pred], [gt], smooth=0.1)
+        # brute force: F1 at every grid threshold, averaged over +-0.1 (20 steps) with the ends repeated
+        grid = np.round(np.arange(0, 1.0001, 0.005), 6)
+        f1 = np.array([evaluate([pred[pred.score >= t]], [gt], thresholds=(3.0,))[3.0].F1 for t in grid])
+        padded = np.r_[[f1[0]] * 20, f1, [f1[-1]] * 20]
+        averaged = np.array([padded[i:i + 41].mean() for i in range(len(grid))])
+        assert choice.threshold == pytest.approx(grid[np.argmax(averaged)])
+        differs += choice.threshold != best_threshold([pred], [gt]).threshold
+    assert differs  # the smoothing changed the choice at least once
+
+
 def test_best_threshold_needs_targets_and_predictions():
     with pytest.raises(ValueError, match="no ground-truth targets"):
         best_threshold([pts([[1.0, 1.0]])], [pts(np.zeros((0, 2)))])

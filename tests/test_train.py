@@ -104,6 +104,15 @@ def test_mirror_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_
     assert 0 < np.abs(heat_plain - heat_tta).max() < 0.5
 
 
+def test_checkpoint_carries_the_snap_setting_and_detect_can_override_it(heatmap_run: Path) -> None:
+    from pinpoint.detect import make_detector
+
+    ckpt = torch.load(heatmap_run / "best.pt", weights_only=False)
+    assert ckpt["inference"]["snap"] is True and ckpt["config"]["threshold_smoothing"] == 0.1  # the defaults
+    assert make_detector(str(heatmap_run / "best.pt"), None, "cpu").settings["snap"] is True
+    assert make_detector(str(heatmap_run / "best.pt"), None, "cpu", snap=False).settings["snap"] is False
+
+
 def test_weight_average_follows_the_ramped_decay() -> None:
     from torch.optim.swa_utils import AveragedModel
 

@@ -148,7 +148,8 @@ def _make_runners(model: nn.Module, settings: dict[str, Any], name: str, backend
     runners = {}
     for key, engine in engines.items():
         detector = Detector(model, settings, "cpu", name, backend=engine)
-        runners[key] = lambda batch, d=detector, e=engine: d.decode_output(e(batch), batch.shape[2:], d.threshold, heatmaps=False)
+        runners[key] = lambda batch, d=detector, e=engine: d.decode_output(e(batch), batch.shape[2:], d.threshold, heatmaps=False,
+                                                                                 greys=batch[:, 0])
     return runners
 
 

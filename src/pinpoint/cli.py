@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--img-size", type=int, default=defaults.img_size, help="resize every image to this square size; 0 = native size with crops")
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side when --img-size 0")
+    p.add_argument("--paste", type=int, default=defaults.paste,
+                   help="copy-paste: add up to N targets cut from other training images to each crop (default %(default)s)")
     p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
                    help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="average heatmaps over mirror images when validating and choosing the threshold, and make it "
                         "the checkpoint's default in detect and eval (4x slower inference)")
+    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
+                   help="move each point to the intensity centroid of the bright blob it sits on (validation and the "
+                        "checkpoint's default); --no-snap keeps the heatmap's peaks (default %(default)s)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
     p.add_argument("--save-every-steps", type=int, default=defaults.save_every_steps, metavar="K",
@@ -105,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--method", help="a training-free method: tophat or local-contrast")
     p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
+    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="move each point to the centroid of the bright blob it sits on; default: the checkpoint's setting")
     p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default="auto")
@@ -122,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-vis", help="folder for pictures: JET heatmap over the image with the points")
     p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
+    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="move each point to the centroid of the bright blob it sits on; default: the checkpoint's setting")
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
@@ -213,11 +222,11 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
-                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, scale_jitter=args.scale_jitter, sigma=args.sigma,
+                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste, scale_jitter=args.scale_jitter, sigma=args.sigma,
                       loss=args.loss, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
-                      save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta)
+                      save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap)
     train(cfg)
     return 0
 
@@ -227,7 +236,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from pinpoint.metrics import format_table
 
     results = evaluate_dataset(args.data, args.split, pred_dir=args.pred, weights=args.weights, method=args.method,
-                               conf=args.conf, distances=args.dist, device=args.device, tta=args.tta)
+                               conf=args.conf, distances=args.dist, device=args.device, tta=args.tta,
+                               snap=args.snap)
     if args.json:
         print(json.dumps({f"{d:g}px": s.to_dict() for d, s in results.items()}, indent=2))
     else:
@@ -240,7 +250,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     if (args.batch is not None and args.batch < 1) or (args.threads is not None and args.threads < 1):
         raise InputError("--batch and --threads must be positive")
-    detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta)
+    detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta, snap=args.snap)
     skipped: list[str] | None = [] if args.skip_bad else None
     count, points = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
                                   progress=not args.no_progress, save_csv=args.save_csv, save_json=args.save_json,

@@ -30,6 +30,7 @@ class TrainConfig:
     flip: bool = True  # left-right and up-down flips
     rot90: bool = True  # random quarter turns
     scale_jitter: float = 0.0  # crops zoomed by a log-uniform factor in [1 / (1 + j), 1 + j]; 0 = native scale only
+    paste: int = 0  # copy-paste: up to this many targets from other training images added to each crop; 0 = off
     intensity_jitter: float = 0.1  # random gain and offset strength (log-normal gain, normal offset), 0 = off
     # target and loss
     sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
@@ -49,11 +50,17 @@ class TrainConfig:
     # decoding (stored in the checkpoint as the defaults of detect)
     threshold: float = 0.3  # minimal peak score; replaced by the best validation F1 threshold when tune_threshold
     tune_threshold: bool = True
+    # the threshold maximises validation F1 averaged over +-threshold_smoothing around it (metrics.best_threshold):
+    # with a few dozen validation targets the single best cut is often the edge of a lucky step; 0 = that cut
+    threshold_smoothing: float = 0.1
     tta: bool = False  # average heatmaps over mirror images in validation and, by default, in detect (4x slower)
     top_k: int = 100
     # peaks closer than (nms_kernel - 1) / 2 px to a higher one are dropped: an extended target's
     # plateau has several maxima, and two points within the 3 px match distance cannot both be hits
     nms_kernel: int = 7
+    # move each point to the intensity centroid of the bright blob it sits on (codecs/snap.py): an
+    # extended target's peak sits on its hottest part, its label on its centre
+    snap: bool = True
     match_px: float = 3.0  # distance at which validation counts a hit
     progress: bool = True
     # devices and reliability

@@ -19,7 +19,8 @@ RANKING_FLOOR = 0.01  # lowest peak score kept for AP and PR curves
 
 def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = None, *, pred_dir: str | None = None,
                      weights: str | None = None, method: str | None = None, conf: float | None = None,
-                     distances: Iterable[float] = (3.0,), device: str = "auto", tta: bool | None = None) -> dict[float, Scores]:
+                     distances: Iterable[float] = (3.0,), device: str = "auto", tta: bool | None = None,
+                     snap: bool | None = None) -> dict[float, Scores]:
     """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
 
     With `pred_dir`, predicted label files are read (scores in the 3rd column; `conf` cuts them);
@@ -32,7 +33,7 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
     if pred_dir is None:
         from pinpoint.detect import make_detector
 
-        detector = make_detector(weights, method, device, tta=tta)
+        detector = make_detector(weights, method, device, tta=tta, snap=snap)
         cut = detector.threshold if conf is None else conf
     evaluator = Evaluator(thresholds=tuple(distances), score_threshold=cut)
     for stem in dataset_stems(data, split):

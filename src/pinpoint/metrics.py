@@ -367,6 +367,9 @@ def format_table(results: dict[float, Scores]) -> str:
     return "\n".join(lines)
 
 
+THRESHOLD_GRID = 0.005  # step of the thresholds tried by best_threshold(smooth > 0)
+
+
 @dataclass(frozen=True)
 class ThresholdChoice:
     """The score cut that maximises F1, with the numbers it gives and the whole F1 curve."""
@@ -380,7 +383,8 @@ class ThresholdChoice:
     f1_curve: np.ndarray  # F1 at each candidate cut
 
 
-def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max_dist: float = 3.0) -> ThresholdChoice:
+def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max_dist: float = 3.0,
+                   smooth: float = 0.0) -> ThresholdChoice:
     """The detection threshold that maximises the headline F1, e.g. on a validation split.
 
     `predictions` are the detector's raw scored points per image (before any cut), `targets` the
@@ -388,6 +392,12 @@ def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max
     and at each cut the predictions are matched nearest first exactly as `Evaluator` does, so the
     F1 reported here is the F1 `Evaluator` gives for predictions cut at the returned threshold.
     Among cuts with equal F1 the highest is returned: it reaches the same F1 with fewer points.
+
+    With `smooth` > 0, the cut maximises F1 averaged over thresholds within +-smooth instead (on a
+    grid of 0.005 from 0 to 1, scores assumed in [0, 1]). Why: on a few dozen validation targets
+    F1 moves in steps of several hundredths from one cut to the next, and the single best cut is
+    often the edge of a lucky step; the centre of a broad high plateau transfers better to new
+    images (NUAA-SIRST, 23 trained runs: test F1 0.911 against 0.904 on average, README).
     Raises ValueError without targets (F1 cannot rank cuts) or without predictions (nothing to cut).
     """
     if len(predictions) != len(targets):
@@ -427,8 +437,18 @@ def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max
     kept = len(all_scores) - np.searchsorted(np.sort(all_scores), cuts, side="left")
     f1 = 2.0 * tp / (kept + total_targets)  # = 2 TP / (2 TP + FP + FN)
     best = int(np.argmax(f1))  # first maximum = highest cut
+    threshold = float(cuts[best])
+    if smooth > 0 and f1.max() > 0:
+        grid = np.round(np.arange(0.0, 1.0 + 1e-9, THRESHOLD_GRID), 6)
+        # keeping score >= t is the cut at the lowest score >= t; above every score nothing is kept (F1 0)
+        at = np.searchsorted(-cuts, -grid, side="right") - 1
+        f1_grid = np.where(at >= 0, f1[np.maximum(at, 0)], 0.0)
+        half = max(int(round(smooth / THRESHOLD_GRID)), 1)
+        averaged = np.convolve(np.pad(f1_grid, half, mode="edge"), np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
+        threshold = float(grid[int(np.argmax(averaged))])
+        best = max(int(np.searchsorted(-cuts, -threshold, side="right")) - 1, 0)
     return ThresholdChoice(
-        threshold=float(cuts[best]),
+        threshold=threshold,
         F1=float(f1[best]),
         Pd=float(tp[best] / total_targets),
         precision=float(tp[best] / kept[best]),

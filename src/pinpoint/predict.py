@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pinpoint.codecs.heatmap import decode
+from pinpoint.codecs.snap import merge_close, snap_to_blobs
 from pinpoint.data import transforms as T
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
@@ -38,10 +39,10 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k: int, tta: bool = False,
-                       nms_kernel: int = 3) -> dict[str, Any]:
+                       nms_kernel: int = 3, snap: bool = False) -> dict[str, Any]:
     """What a checkpoint must carry, besides the weights, to turn an image into points."""
-    return {"output": model.output, "stride": model.stride, "img_size": img_size,
-            "threshold": threshold, "top_k": top_k, "nms_kernel": nms_kernel, "subpixel": True, "tta": tta}
+    return {"output": model.output, "stride": model.stride, "img_size": img_size, "threshold": threshold,
+            "top_k": top_k, "nms_kernel": nms_kernel, "subpixel": True, "tta": tta, "snap": snap}
 
 
 class Backend(Protocol):
@@ -166,14 +167,18 @@ class Detector:
         results: list[tuple[Points, np.ndarray | None]] = [None] * len(greys)  # type: ignore[list-item]
         for shape, members in groups.items():
             batch = np.stack([self.prepare(greys[i]) for i in members])[:, None]
-            decoded = self.decode_output(self.run(batch), shape, threshold, heatmaps)
+            decoded = self.decode_output(self.run(batch), shape, threshold, heatmaps, [greys[i] for i in members])
             for i, result in zip(members, decoded):
                 results[i] = result
         return results
 
-    def decode_output(self, out: torch.Tensor, image_size: tuple[int, int], threshold: float,
-                heatmaps: bool) -> list[tuple[Points, np.ndarray | None]]:
-        """Network output for a batch of images of `image_size` -> points in the original pixels."""
+    def decode_output(self, out: torch.Tensor, image_size: tuple[int, int], threshold: float, heatmaps: bool,
+                      greys: Sequence[np.ndarray] | None = None) -> list[tuple[Points, np.ndarray | None]]:
+        """Network output for a batch of images of `image_size` -> points in the original pixels.
+
+        With the `snap` setting and the images (`greys`, in any affine intensity scale), each point
+        moves to the centroid of its bright blob (codecs/snap.py) and points that meet are merged.
+        """
         height, width = image_size
         size = self.settings["img_size"]
         frame = (size, size) if size else (height, width)
@@ -194,6 +199,10 @@ class Detector:
             elif heatmaps:
                 hmap = maps[b]
             xy = np.clip(xy, 0, [width - 1, height - 1]) if len(xy) else xy
+            if self.settings.get("snap") and greys is not None and len(xy):
+                xy = snap_to_blobs(greys[b], xy)
+                kept = merge_close(xy, scores, self.settings["nms_kernel"] // 2)
+                xy, scores = xy[kept], scores[kept]
             results.append((Points(xy, scores, (height, width)), hmap))
         return results
 

@@ -181,8 +181,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             if val_samples:
                 final.eval()
                 row["val_loss"] = validation_loss(final, val_set, device)
-                row.update(evaluate_detector(Detector(final, inference_settings(final, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel), device),
-                                             val_samples, cfg.match_px))
+                row.update(evaluate_detector(Detector(final, inference_settings(final, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel, cfg.snap), device),
+                                             val_samples, cfg.match_px, cfg.threshold_smoothing))
             row["seconds"] = time.time() - started
             history.append(row)
 
@@ -217,6 +217,8 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--ema {cfg.ema}: the decay of the weight average must be in [0, 1); 0 turns it off")
     if cfg.scale_jitter < 0:
         raise InputError(f"--scale-jitter {cfg.scale_jitter}: must be 0 (off) or positive")
+    if cfg.paste < 0 or (cfg.paste and cfg.img_size):
+        raise InputError(f"--paste {cfg.paste}: must be 0 (off) or positive, and works on crops (--img-size 0)")
     if not cfg.img_size and cfg.crop_size % model.stride:
         raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
 
@@ -323,14 +325,15 @@ def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[lis
     return [s for s in stems if s not in held], val
 
 
-def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float) -> dict[str, float]:
-    """Validation F1 at its best threshold (so epochs compare on the best they can do) and AP."""
+def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float, smooth: float = 0.0) -> dict[str, float]:
+    """Validation F1 at its best threshold (so epochs compare on the best they can do), AP, and the
+    threshold to store: the best one, or with `smooth` the centre of the best plateau (best_threshold)."""
     preds = [detector.predict(sample.image, conf=0.01) for sample in samples]
     gts = [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
     scores = evaluate(preds, gts, (match_px,))[match_px]
     try:
-        choice = best_threshold(preds, gts, match_px)
-        f1, threshold = choice.F1, choice.threshold
+        choice = best_threshold(preds, gts, match_px, smooth)
+        f1, threshold = float(choice.f1_curve.max()), choice.threshold
     except ValueError:  # no targets or no predictions in the validation images
         f1, threshold = 0.0, detector.threshold
     ap = scores.AP if math.isfinite(scores.AP) else 0.0
@@ -354,7 +357,7 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
         "model": model.state_dict(),
         "model_name": cfg.model,
         "model_args": cfg.model_args,
-        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta, cfg.nms_kernel),
+        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta, cfg.nms_kernel, cfg.snap),
         "config": cfg.to_dict(),
         "epoch": epoch,
         "metrics": metrics,

@@ -1,0 +1,64 @@
+"""Points -> points on the centres of the bright blobs they sit on (an optional last decoding step).
+
+Why: a heatmap peaks where a target looks most like its training targets, which on an extended
+target (a ship or an aircraft tens of pixels long) is its hottest part, several pixels from the
+centre a user clicks; and on a small one it lands within about half a pixel of it. The image
+itself says where the blob is: the intensity centroid of the blob around the peak, segmented at
+half its height above the local background, is the centre of mass that a centroid label (one
+click "on the centre", or the centroid of a mask) describes. A point moves only when its blob is
+bright and compact: brighter than the window's median, and not reaching the window's edge inside
+the image (a blob that fills the window is cloud or sky, not a target); otherwise it stays where
+the network put it. Points that snap onto one blob are merged, the highest score kept.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SNAP_RADIUS = 15  # half-width of the window around each point, px: a target of 30 px fits
+SNAP_LEVEL = 0.5  # blob = pixels above background + LEVEL * (peak - background): half maximum
+
+
+def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, level: float = SNAP_LEVEL) -> np.ndarray:
+    """Move each point of `xy` (N, 2, pixels of `grey`) to the intensity centroid of its blob (see module doc)."""
+    grey = np.asarray(grey, dtype=np.float64)
+    height, width = grey.shape
+    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy()
+    for k, (x, y) in enumerate(out.copy()):
+        col, row = min(max(int(round(x)), 0), width - 1), min(max(int(round(y)), 0), height - 1)
+        x0, y0 = max(col - radius, 0), max(row - radius, 0)
+        window = grey[y0:row + radius + 1, x0:col + radius + 1]
+        background = float(np.median(window))
+        # the blob's own maximum: the brightest pixel of the 3x3 around the point
+        r, c = row - y0, col - x0
+        near = window[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+        dy, dx = np.unravel_index(np.argmax(near), near.shape)
+        peak_r, peak_c = max(r - 1, 0) + dy, max(c - 1, 0) + dx
+        peak = window[peak_r, peak_c]
+        if peak <= background:
+            continue
+        above = (window >= background + level * (peak - background)).astype(np.uint8)
+        _, components = cv2.connectedComponents(above, connectivity=8)
+        blob = components == components[peak_r, peak_c]
+        # a blob reaching a side of the window that lies inside the image does not fit in it;
+        # one cut by the image's own border is a target at the edge of the frame
+        bottom, right = y0 + window.shape[0] < height, x0 + window.shape[1] < width
+        if (y0 and blob[0].any()) or (bottom and blob[-1].any()) or (x0 and blob[:, 0].any()) or (right and blob[:, -1].any()):
+            continue
+        rows, cols = np.nonzero(blob)
+        weight = window[rows, cols] - background
+        out[k] = (x0 + (cols * weight).sum() / weight.sum(), y0 + (rows * weight).sum() / weight.sum())
+    return out
+
+
+def merge_close(xy: np.ndarray, scores: np.ndarray, distance: float) -> np.ndarray:
+    """Indices of the points to keep: each point closer than `distance` to a higher-scoring kept one goes.
+
+    `scores` must be sorted from high to low (as decoded peaks are), so the kept indices stay sorted.
+    """
+    keep: list[int] = []
+    for i in range(len(xy)):
+        if not keep or np.min(np.hypot(*(xy[keep] - xy[i]).T)) >= distance:
+            keep.append(i)
+    return np.asarray(keep, dtype=np.intp)

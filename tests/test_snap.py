@@ -1,0 +1,90 @@
+"""Snapping points onto their blobs' centroids: where it moves a point, where it must not, and in a Detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pinpoint.codecs.heatmap import encode
+from pinpoint.codecs.snap import merge_close, snap_to_blobs
+from pinpoint.predict import Detector
+
+
+def _scene(height: int = 64, width: int = 80, background: float = 20.0) -> np.ndarray:
+    return np.full((height, width), background)
+
+
+def _weighted_centroid(image: np.ndarray, background: float) -> np.ndarray:
+    rows, cols = np.nonzero(image > background)
+    weight = image[rows, cols] - background
+    return np.array([(cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum()])
+
+
+def test_a_point_on_the_hot_end_of_a_long_target_moves_to_its_centroid() -> None:
+    image = _scene()
+    image[30:34, 25:40] = 120.0  # a ship 15 px long
+    image[31:33, 37:40] = 200.0  # its hot stern
+    snapped = snap_to_blobs(image, np.array([[38.0, 31.0]]))
+    np.testing.assert_allclose(snapped[0], _weighted_centroid(image, 20.0), atol=1e-9)
+    assert snapped[0, 0] < 33  # 5 px back towards the middle
+
+
+@pytest.mark.parametrize("centre", [(30.0, 25.0), (30.3, 25.4), (41.5, 20.75)])
+def test_a_small_spot_snaps_to_its_subpixel_centre(centre: tuple[float, float]) -> None:
+    image = 20.0 + 100.0 * encode(np.array([centre]), (64, 80), 1.5)
+    start = np.round(centre)
+    snapped = snap_to_blobs(image, start[None])[0]
+    # half-maximum truncation on the pixel grid leaves a small bias; the integer start is up to 0.56 px off
+    assert np.hypot(*(snapped - centre)) < 0.2
+
+
+def test_a_dark_point_and_a_point_in_a_large_bright_region_stay() -> None:
+    image = _scene()
+    image[10, 10] = 5.0  # colder than its surroundings
+    image[30:64, 40:80] = 150.0  # a bright region larger than the window: cloud, not a target
+    points = np.array([[10.0, 10.0], [60.0, 45.0]])
+    np.testing.assert_array_equal(snap_to_blobs(image, points), points)
+
+
+def test_a_target_on_the_image_border_snaps_inside_the_image() -> None:
+    image = _scene()
+    image[0:3, 0:4] = 90.0
+    snapped = snap_to_blobs(image, np.array([[0.0, 0.0]]))[0]
+    np.testing.assert_allclose(snapped, [1.5, 1.0])
+
+
+def test_no_points() -> None:
+    assert snap_to_blobs(_scene(), np.zeros((0, 2))).shape == (0, 2)
+
+
+def test_merge_keeps_the_highest_of_points_closer_than_the_distance() -> None:
+    xy = np.array([[10.0, 10.0], [12.0, 10.0], [13.0, 10.0], [20.0, 20.0]])
+    kept = merge_close(xy, np.array([0.9, 0.8, 0.7, 0.6]), 3.0)
+    np.testing.assert_array_equal(kept, [0, 2, 3])  # 12 is 2 px from 10; 13 is exactly 3 px away and stays
+
+
+class BothEndsModel:
+    """A stand-in network whose heatmap peaks on both ends of a long target (farther apart than the NMS window)."""
+
+    name = "both-ends"
+    threads = 1
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        heat = np.maximum(0.9 * encode(np.array([[25.0, 31.0]]), batch.shape[2:], 1.0),
+                          0.6 * encode(np.array([[36.0, 31.0]]), batch.shape[2:], 1.0))
+        return torch.from_numpy(np.broadcast_to(heat, batch.shape).astype(np.float32).copy())
+
+
+@pytest.mark.parametrize("snap", [False, True])
+def test_a_detector_with_snap_reports_one_point_at_the_centre_of_a_long_target(snap: bool) -> None:
+    settings = {"output": "heatmap", "stride": 16, "img_size": 0, "threshold": 0.3, "top_k": 10, "nms_kernel": 7,
+                "subpixel": True, "tta": False, "snap": snap}
+    image = np.full((64, 80), 20, np.uint8)
+    image[30:34, 24:38] = 120
+    points = Detector(None, settings, backend=BothEndsModel()).predict(image)
+    if snap:
+        np.testing.assert_allclose(points.xy, [[30.5, 31.5]], atol=1e-6)
+        np.testing.assert_allclose(points.score, [0.9], atol=1e-6)
+    else:
+        assert len(points) == 2 and np.abs(points.xy[:, 0] - 30.5).min() > 5
