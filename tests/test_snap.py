@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,52 @@ def test_a_detector_with_snap_reports_one_point_at_the_centre_of_a_long_target(s
         np.testing.assert_allclose(points.score, [0.9], atol=1e-6)
     else:
         assert len(points) == 2 and np.abs(points.xy[:, 0] - 30.5).min() > 5
+
+
+class FixedHeatmapModel:
+    """A stand-in network that returns the same heatmap for every image: peaks where it is told."""
+
+    name = "fixed"
+    threads = 1
+
+    def __init__(self, peaks: np.ndarray, size: tuple[int, int]):
+        self.heat = encode(peaks, size, 1.5)
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.broadcast_to(self.heat, batch.shape).astype(np.float32).copy())
+
+
+def _validate(peaks: np.ndarray, images: list[np.ndarray], labels: np.ndarray) -> dict:
+    from pinpoint.data.dataset import Sample
+    from pinpoint.train import evaluate_detector
+
+    settings = {"output": "heatmap", "stride": 16, "img_size": 0, "threshold": 0.3, "top_k": 10, "nms_kernel": 7,
+                "subpixel": True, "tta": False, "snap": True}
+    detector = Detector(None, settings, backend=FixedHeatmapModel(peaks, images[0].shape))
+    samples = [Sample(f"s{i}", image, labels, Path(f"s{i}.png")) for i, image in enumerate(images)]
+    row = evaluate_detector(detector, samples, 3.0)
+    assert detector.settings["snap"] is True  # validation leaves the detector as it found it
+    return row
+
+
+def test_validation_keeps_snapping_where_it_brings_peaks_onto_their_targets() -> None:
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(4):
+        image = 0.2 + rng.normal(0, 0.005, (64, 64))
+        image[30:34, 22:38] += 0.5  # a ship 16 px long, its hot end on the right
+        image[31:33, 35:38] += 0.2
+        images.append(image.astype(np.float32))
+    labels = _weighted_centroid(np.where(np.abs(images[0] - 0.2) > 0.1, images[0], 0.2).astype(np.float64), 0.2)[None]
+    row = _validate(np.array([[36.0, 31.5]]), images, labels)  # the network peaks on the hot end, 6 px off
+    assert row["val_snap"] == 1 and row["val_f1"] == 1.0
+
+
+def test_validation_drops_snapping_where_it_only_adds_noise() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.array([[30.3, 25.6]])
+    rows, cols = np.mgrid[:64, :64]
+    spot = 0.25 * np.exp(-((cols - 30.3) ** 2 + (rows - 25.6) ** 2) / (2 * 1.5 ** 2))
+    images = [(0.5 + spot + rng.normal(0, 0.08, (64, 64))).astype(np.float32) for _ in range(6)]
+    row = _validate(labels, images, labels)  # the network peaks on the centre of a faint spot in noise
+    assert row["val_snap"] == 0 and row["val_f1"] == 1.0

@@ -82,9 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="average heatmaps over mirror images when validating and choosing the threshold, and make it "
                         "the checkpoint's default in detect and eval (4x slower inference)")
+    p.add_argument("--threshold-smoothing", type=float, default=defaults.threshold_smoothing,
+                   help="choose the stored threshold where validation F1 averaged over +-this score window is highest; "
+                        "0 = the single best cut (default %(default)s)")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
-                   help="move each point to the intensity centroid of the bright blob it sits on (validation and the "
-                        "checkpoint's default); --no-snap keeps the heatmap's peaks (default %(default)s)")
+                   help="move each point to the intensity centroid of the bright blob it sits on, if validation "
+                        "F1 rises, or holds while the localisation error falls (stored in the checkpoint); --no-snap "
+                        "keeps the heatmap's peaks (default %(default)s)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
     p.add_argument("--save-every-steps", type=int, default=defaults.save_every_steps, metavar="K",
@@ -222,11 +226,13 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
-                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste, scale_jitter=args.scale_jitter, sigma=args.sigma,
-                      loss=args.loss, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
+                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste,
+                      scale_jitter=args.scale_jitter, sigma=args.sigma, loss=args.loss, schedule=args.schedule,
+                      lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
-                      save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap)
+                      save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
+                      threshold_smoothing=args.threshold_smoothing)
     train(cfg)
     return 0
 

@@ -217,6 +217,8 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--ema {cfg.ema}: the decay of the weight average must be in [0, 1); 0 turns it off")
     if cfg.scale_jitter < 0:
         raise InputError(f"--scale-jitter {cfg.scale_jitter}: must be 0 (off) or positive")
+    if not 0 <= cfg.threshold_smoothing < 0.5:
+        raise InputError(f"--threshold-smoothing {cfg.threshold_smoothing}: the score window's half-width must be in [0, 0.5)")
     if cfg.paste < 0 or (cfg.paste and cfg.img_size):
         raise InputError(f"--paste {cfg.paste}: must be 0 (off) or positive, and works on crops (--img-size 0)")
     if not cfg.img_size and cfg.crop_size % model.stride:
@@ -325,19 +327,39 @@ def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[lis
     return [s for s in stems if s not in held], val
 
 
-def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float, smooth: float = 0.0) -> dict[str, float]:
-    """Validation F1 at its best threshold (so epochs compare on the best they can do), AP, and the
-    threshold to store: the best one, or with `smooth` the centre of the best plateau (best_threshold)."""
-    preds = [detector.predict(sample.image, conf=0.01) for sample in samples]
+def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float, smooth: float = 0.0) -> dict[str, Any]:
+    """Validation F1 at its best threshold (so epochs compare on the best they can do), AP, the
+    threshold to store (the best one, or with `smooth` the centre of the best plateau: best_threshold)
+    and whether to snap points to their blobs.
+
+    When the detector's settings allow snapping, validation runs with and without it, and snapping
+    is kept only if it raises F1, or keeps F1 and lowers the mean localisation error. It refines positions,
+    and it does so only where targets are blobs standing clear of their surroundings. On faint
+    targets in noise the half-maximum blob around a peak is mostly noise: on the synthetic demo data
+    it raised the error from 0.20 to 0.25 px and cost two of 86 targets.
+    """
     gts = [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
-    scores = evaluate(preds, gts, (match_px,))[match_px]
-    try:
-        choice = best_threshold(preds, gts, match_px, smooth)
-        f1, threshold = float(choice.f1_curve.max()), choice.threshold
-    except ValueError:  # no targets or no predictions in the validation images
-        f1, threshold = 0.0, detector.threshold
-    ap = scores.AP if math.isfinite(scores.AP) else 0.0
-    return {"val_f1": f1, "val_ap": ap, "val_threshold": threshold}
+    allowed = bool(detector.settings.get("snap"))
+    outputs = [detector.run(detector.prepare(sample.image)[None, None]) for sample in samples]  # one pass for both
+    results = []
+    for snap in (False, True) if allowed else (False,):
+        detector.settings["snap"] = snap
+        preds = [detector.decode_output(out, sample.image.shape, 0.01, heatmaps=False, greys=[sample.image])[0][0]
+                 for out, sample in zip(outputs, samples)]
+        scores = evaluate(preds, gts, (match_px,))[match_px]
+        try:
+            choice = best_threshold(preds, gts, match_px, smooth)
+            f1, threshold = float(choice.f1_curve.max()), choice.threshold
+        except ValueError:  # no targets or no predictions in the validation images
+            f1, threshold = 0.0, detector.threshold
+        ap = scores.AP if math.isfinite(scores.AP) else 0.0
+        results.append({"val_f1": f1, "val_ap": ap, "val_threshold": threshold, "val_snap": int(snap),
+                        "loc": scores.loc_error_px})
+    detector.settings["snap"] = allowed
+    plain, snapped = results[0], results[-1]
+    better = snapped["val_f1"] > plain["val_f1"] or (snapped["val_f1"] == plain["val_f1"] and snapped["loc"] < plain["loc"])
+    chosen = snapped if allowed and better else plain
+    return {key: value for key, value in chosen.items() if key != "loc"}
 
 
 @torch.no_grad()
@@ -357,7 +379,8 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
         "model": model.state_dict(),
         "model_name": cfg.model,
         "model_args": cfg.model_args,
-        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta, cfg.nms_kernel, cfg.snap),
+        "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta, cfg.nms_kernel,
+                                        bool(metrics.get("val_snap", cfg.snap))),
         "config": cfg.to_dict(),
         "epoch": epoch,
         "metrics": metrics,
@@ -443,6 +466,8 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"lr {row['lr']:.2e}", f"train loss {row['train_loss']:.5f}"]
     if "val_loss" in row:
         parts += [f"val loss {row['val_loss']:.5f}", f"val F1 {row['val_f1']:.3f}", f"val AP {row['val_ap']:.3f}"]
+        if row.get("val_snap"):
+            parts.append("snapped")
     parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)
 
