@@ -16,7 +16,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-SNAP_RADIUS = 15  # half-width of the window around each point, px: a target of 30 px fits
+# half-width of the window around each point, px: a blob fits if it spans up to 31 px with the peak in
+# its middle, or up to 16 px with the peak at one end; a larger blob leaves its point where it was
+SNAP_RADIUS = 15
 SNAP_LEVEL = 0.5  # blob = pixels above background + LEVEL * (peak - background): half maximum
 
 
