@@ -27,3 +27,31 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     data = onnx_bytes(model, inference_settings(model, img_size=0 if model.output == "heatmap" else 64, threshold=0.5, top_k=10))
     assert check_onnx(data, model) < 1e-4
 
+
+
+def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> None:
+    model = create_model("pinnet-s2d-x3")
+    x = torch.randn(2, 1, 32, 48)
+    model.eval()
+    with torch.no_grad():
+        alone = [member(x) for member in model.members]
+        averaged = model(x)
+        model.train()
+        side_by_side = model(x)  # train mode: one channel per member, for one loss each
+    assert len(alone) == 3 and not torch.equal(alone[0], alone[1])  # members start apart
+    assert averaged.shape == (2, 1, 32, 48) and side_by_side.shape == (2, 3, 32, 48)
+    torch.testing.assert_close(averaged, torch.stack(alone).mean(dim=0))
+
+
+@pytest.mark.parametrize("kind", ["focal", "mse"])
+def test_each_member_is_trained_against_the_target_on_its_own(kind: str) -> None:
+    from pinpoint.codecs.heatmap import encode
+    from pinpoint.train import training_loss
+
+    target = torch.from_numpy(encode([[10.3, 7.6], [20.0, 25.0]], (32, 32), 2.0))[None, None].repeat(2, 1, 1, 1)
+    pred = torch.rand(2, 3, 32, 32) * 0.98 + 0.01
+    weights = torch.ones(2)
+    together = training_loss("heatmap", pred, target, weights, kind, across_processes=False)
+    apart = sum(training_loss("heatmap", pred[:, k:k + 1], target, weights, kind, across_processes=False) for k in range(3))
+    expected = apart if kind == "focal" else apart / 3  # focal: per target, summed over members; mse: per pixel, mean
+    torch.testing.assert_close(together, expected)

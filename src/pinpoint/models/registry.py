@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from pinpoint.models.ensemble import PinNetS2DEnsemble
 from pinpoint.models.heatmap import HeatmapNet
 from pinpoint.models.pinnet import PinNet, PinNetS2D
 from pinpoint.models.regression import RegressionNet
@@ -11,6 +12,7 @@ from pinpoint.models.regression import RegressionNet
 MODELS: dict[str, type[nn.Module]] = {
     "pinnet": PinNet,
     "pinnet-s2d": PinNetS2D,
+    "pinnet-s2d-x3": PinNetS2DEnsemble,
     "heatmap": HeatmapNet,
     "regression": RegressionNet,
 }
