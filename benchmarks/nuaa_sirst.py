@@ -127,6 +127,9 @@ METHODS: dict[str, dict] = {
                                                           "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1, another seed"},
     "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths": {"train": dict(S2D_EMA_RECIPE, model="pinnet-s2d-x3", batch=8, snap=True, threshold_smoothing=0.1),
                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, three PinNetS2D members trained together, heatmaps averaged"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(S2D_EMA_RECIPE, model="pinnet-s2d-x3", batch=8, snap=True,
+                                                                   threshold_smoothing=0.1, seed=1),
+                                                      "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths, another seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }
