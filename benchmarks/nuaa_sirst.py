@@ -41,6 +41,9 @@ PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0
                      ema=0.0, snap=False, threshold_smoothing=0.0)
 S2D_RECIPE = dict(PINNET_RECIPE, model="pinnet-s2d", epochs=100, crop_size=192, crop_on_target=0.5)
 S2D_EMA_RECIPE = dict(S2D_RECIPE, nms_kernel=7, ema=0.995)  # the base of the later s2d attempts
+B8_RECIPE = dict(S2D_EMA_RECIPE, batch=8)  # the base of the attempts after batch 8 was adopted
+SNAP_RECIPE = dict(B8_RECIPE, snap=True)
+DEFAULT_RECIPE = dict(SNAP_RECIPE, threshold_smoothing=0.1)  # what `pinpoint train` does with no options
 
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
@@ -101,34 +104,33 @@ METHODS: dict[str, dict] = {
                                         "note": "as pinnet-s2d-e100-nms7-ema, gaussian sigma 3 instead of 2"},
     "pinnet-s2d-e100-nms7-ema-sigma3-seed1": {"train": dict(S2D_EMA_RECIPE, sigma=3.0, seed=1),
                                               "note": "as pinnet-s2d-e100-nms7-ema-sigma3, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8": {"train": dict(S2D_EMA_RECIPE, batch=8),
+    "pinnet-s2d-e100-nms7-ema-b8": {"train": B8_RECIPE,
                                     "note": "as pinnet-s2d-e100-nms7-ema, batch 8 instead of 16 (twice the steps)"},
-    "pinnet-s2d-e100-nms7-ema-b8-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-seed1": {"train": dict(B8_RECIPE, seed=1),
                                           "note": "as pinnet-s2d-e100-nms7-ema-b8, another seed"},
-    "pinnet-s2d-w12-e100-nms7-ema-b8": {"train": dict(S2D_EMA_RECIPE, batch=8, model_args={"widths": (12, 24, 48, 72)}),
+    "pinnet-s2d-w12-e100-nms7-ema-b8": {"train": dict(B8_RECIPE, model_args={"widths": (12, 24, 48, 72)}),
                                         "note": "as pinnet-s2d-e100-nms7-ema-b8, widths 12-24-48-72 instead of 8-16-32-48 (2.2x the parameters)"},
-    "pinnet-s2d-w12-e100-nms7-ema-b8-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, model_args={"widths": (12, 24, 48, 72)}, seed=1),
+    "pinnet-s2d-w12-e100-nms7-ema-b8-seed1": {"train": dict(B8_RECIPE, model_args={"widths": (12, 24, 48, 72)}, seed=1),
                                               "note": "as pinnet-s2d-w12-e100-nms7-ema-b8, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True),
+    "pinnet-s2d-e100-nms7-ema-b8-snap": {"train": SNAP_RECIPE,
                                          "note": "as pinnet-s2d-e100-nms7-ema-b8, each point moved to the intensity centroid of its bright blob (half maximum, 31 px window)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-seed1": {"train": dict(SNAP_RECIPE, seed=1),
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-paste3": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, paste=3),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-paste3": {"train": dict(SNAP_RECIPE, paste=3),
                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, up to 3 targets from other training images pasted into each crop"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-paste3-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, paste=3, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-paste3-seed1": {"train": dict(SNAP_RECIPE, paste=3, seed=1),
                                                       "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-paste3, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, threshold_smoothing=0.1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths": {"train": DEFAULT_RECIPE,
                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, threshold maximising validation F1 averaged over +-0.1 around it"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, threshold_smoothing=0.1, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, threshold_smoothing=0.1, paste=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1": {"train": dict(DEFAULT_RECIPE, paste=1),
                                                     "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, up to 1 target from another training image pasted into each crop"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1-seed1": {"train": dict(S2D_EMA_RECIPE, batch=8, snap=True, threshold_smoothing=0.1, paste=1, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1-seed1": {"train": dict(DEFAULT_RECIPE, paste=1, seed=1),
                                                           "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1, another seed"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths": {"train": dict(S2D_EMA_RECIPE, model="pinnet-s2d-x3", batch=8, snap=True, threshold_smoothing=0.1),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3"),
                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, three PinNetS2D members trained together, heatmaps averaged"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(S2D_EMA_RECIPE, model="pinnet-s2d-x3", batch=8, snap=True,
-                                                                   threshold_smoothing=0.1, seed=1),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                       "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths, another seed"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from pinpoint.codecs.heatmap import decode
-from pinpoint.codecs.snap import merge_close, snap_to_blobs
+from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.data import transforms as T
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
@@ -199,10 +199,8 @@ class Detector:
             elif heatmaps:
                 hmap = maps[b]
             xy = np.clip(xy, 0, [width - 1, height - 1]) if len(xy) else xy
-            if self.settings.get("snap") and greys is not None and len(xy):
-                xy = snap_to_blobs(greys[b], xy)
-                kept = merge_close(xy, scores, self.settings["nms_kernel"] // 2)
-                xy, scores = xy[kept], scores[kept]
+            if self.settings.get("snap") and greys is not None:
+                xy, scores = snap_and_merge(greys[b], xy, scores, self.settings["nms_kernel"] // 2)
             results.append((Points(xy, scores, (height, width)), hmap))
         return results
 

@@ -37,6 +37,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from pinpoint import distributed
+from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
@@ -340,12 +341,15 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     """
     gts = [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
     allowed = bool(detector.settings.get("snap"))
-    outputs = [detector.run(detector.prepare(sample.image)[None, None]) for sample in samples]  # one pass for both
+    peaks_only = Detector(detector.model, {**detector.settings, "snap": False}, detector.device, detector.name, detector.backend)
+    unsnapped = [peaks_only.predict(sample.image, conf=0.01) for sample in samples]
+    variants = [(False, unsnapped)]
+    if allowed:  # the snapped points are the same peaks, moved: no second pass through the network
+        merge = detector.settings["nms_kernel"] // 2
+        variants.append((True, [Points(*snap_and_merge(sample.image, p.xy, p.score, merge), p.image_size)
+                                for p, sample in zip(unsnapped, samples)]))
     results = []
-    for snap in (False, True) if allowed else (False,):
-        detector.settings["snap"] = snap
-        preds = [detector.decode_output(out, sample.image.shape, 0.01, heatmaps=False, greys=[sample.image])[0][0]
-                 for out, sample in zip(outputs, samples)]
+    for snap, preds in variants:
         scores = evaluate(preds, gts, (match_px,))[match_px]
         try:
             choice = best_threshold(preds, gts, match_px, smooth)
@@ -355,7 +359,6 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
         ap = scores.AP if math.isfinite(scores.AP) else 0.0
         results.append({"val_f1": f1, "val_ap": ap, "val_threshold": threshold, "val_snap": int(snap),
                         "loc": scores.loc_error_px})
-    detector.settings["snap"] = allowed
     plain, snapped = results[0], results[-1]
     better = snapped["val_f1"] > plain["val_f1"] or (snapped["val_f1"] == plain["val_f1"] and snapped["loc"] < plain["loc"])
     chosen = snapped if allowed and better else plain

@@ -54,6 +54,15 @@ def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, l
     return out
 
 
+def snap_and_merge(grey: np.ndarray, xy: np.ndarray, scores: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """The whole step: snap `xy` onto their blobs in `grey`, then merge points closer than `distance` (scores high to low)."""
+    if not len(xy):
+        return xy, scores
+    snapped = snap_to_blobs(grey, xy)
+    kept = merge_close(snapped, scores, distance)
+    return snapped[kept], scores[kept]
+
+
 def merge_close(xy: np.ndarray, scores: np.ndarray, distance: float) -> np.ndarray:
     """Indices of the points to keep: each point closer than `distance` to a higher-scoring kept one goes.
 
