@@ -34,16 +34,17 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
 # The seed recipe, spelled out in full so that later changes of TrainConfig's defaults leave it alone.
 SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False, intensity_jitter=0.0,
                    epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1, nms_kernel=3, ema=0.0, snap=False,
-                   threshold_smoothing=0.0)
+                   threshold_smoothing=0.0, blob_sigma=0.0)
 
 PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal", flip=True,
                      rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine", nms_kernel=3,
-                     ema=0.0, snap=False, threshold_smoothing=0.0)
+                     ema=0.0, snap=False, threshold_smoothing=0.0, blob_sigma=0.0)
 S2D_RECIPE = dict(PINNET_RECIPE, model="pinnet-s2d", epochs=100, crop_size=192, crop_on_target=0.5)
 S2D_EMA_RECIPE = dict(S2D_RECIPE, nms_kernel=7, ema=0.995)  # the base of the later s2d attempts
 B8_RECIPE = dict(S2D_EMA_RECIPE, batch=8)  # the base of the attempts after batch 8 was adopted
 SNAP_RECIPE = dict(B8_RECIPE, snap=True)
-DEFAULT_RECIPE = dict(SNAP_RECIPE, threshold_smoothing=0.1)  # what `pinpoint train` does with no options
+THS_RECIPE = dict(SNAP_RECIPE, threshold_smoothing=0.1)  # the default before blob-wide targets
+DEFAULT_RECIPE = dict(THS_RECIPE, blob_sigma=1.0)  # what `pinpoint train` does with no options
 
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
@@ -120,18 +121,35 @@ METHODS: dict[str, dict] = {
                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, up to 3 targets from other training images pasted into each crop"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-paste3-seed1": {"train": dict(SNAP_RECIPE, paste=3, seed=1),
                                                       "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-paste3, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths": {"train": DEFAULT_RECIPE,
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths": {"train": THS_RECIPE,
                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap, threshold maximising validation F1 averaged over +-0.1 around it"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(THS_RECIPE, seed=1),
                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1": {"train": dict(DEFAULT_RECIPE, paste=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1": {"train": dict(THS_RECIPE, paste=1),
                                                     "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, up to 1 target from another training image pasted into each crop"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1-seed1": {"train": dict(DEFAULT_RECIPE, paste=1, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1-seed1": {"train": dict(THS_RECIPE, paste=1, seed=1),
                                                           "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-paste1, another seed"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3"),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths": {"train": dict(THS_RECIPE, model="pinnet-s2d-x3"),
                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, three PinNetS2D members trained together, heatmaps averaged"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3", seed=1),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(THS_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                       "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1": {"train": DEFAULT_RECIPE,
+                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, each target's gaussian as wide as its half-maximum blob's radius (at least sigma 2)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
+                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed2": {"train": dict(DEFAULT_RECIPE, seed=2),
+                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, a third seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed2": {"train": dict(THS_RECIPE, seed=2),
+                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, a third seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5": {"train": dict(THS_RECIPE, blob_sigma=1.5),
+                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, 1.5 times the blob's radius"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5-seed1": {"train": dict(THS_RECIPE, blob_sigma=1.5, seed=1),
+                                                          "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5, another seed"},
+    # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
+                                               "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd-seed1": {"train": dict(THS_RECIPE, seed=1), "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1",
+                                                     "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd, another seed (teacher: the x3 run of the same seed, so validation images are unseen by both)"},
     "pinnet-c192-e100-tta": {"train": dict(PINNET_RECIPE, epochs=100, crop_size=192, crop_on_target=0.5, tta=True),
                              "note": "as pinnet-c192-e100, heatmaps averaged over 4 mirror images (validation, threshold and test)"},
 }
@@ -168,13 +186,20 @@ def main() -> int:
             row.update(params=0, gflops=math.nan, train_minutes=0.0)
         else:
             run = Path(args.work) / args.name / name
-            cfg = TrainConfig(data=str(data), split=str(train_split), out=str(run), progress=False, **recipe["train"])
+            teacher = Path(args.work) / args.name / recipe["teacher"] if "teacher" in recipe else None
+            if teacher and not (teacher / "best.pt").is_file():
+                print(f"{name}: run the teacher row {recipe['teacher']} first", file=sys.stderr)
+                return 2
+            cfg = TrainConfig(data=str(data), split=str(train_split), out=str(run), progress=False,
+                              teacher=str(teacher / "best.pt") if teacher else "", **recipe["train"])
             if not (args.reuse and (run / "best.pt").is_file()):
                 started = time.time()
                 train(cfg)
                 row["train_minutes"] = (time.time() - started) / 60
             else:
                 row["train_minutes"] = logged_minutes(run / "log.csv")
+            if teacher:  # from scratch, the student costs its teacher's training too
+                row["train_minutes"] += logged_minutes(teacher / "log.csv")
             model = create_model(cfg.model, **cfg.model_args)
             row.update(params=count_parameters(model), gflops=count_gflops(model))
             detector_args = (str(run / "best.pt"), None)
@@ -205,7 +230,7 @@ def overview_curves(rows: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float
 
 def is_default_recipe(recipe: dict) -> bool:
     """Whether a row trains exactly what `pinpoint train` does with no options."""
-    if "train" not in recipe:
+    if "train" not in recipe or "teacher" in recipe:
         return False
     ignored = {"data", "split", "val_split", "out", "progress"}
     trained, default = TrainConfig(**recipe["train"]).to_dict(), TrainConfig().to_dict()

@@ -235,3 +235,11 @@ def test_refine_with_blur_near_the_border(point: tuple[float, float]) -> None:
         start = np.floor(np.array([point]) + 0.5)
         refined = refine_peaks(heatmap, start, blur_sigma=1.0)
         np.testing.assert_allclose(refined, [point], atol=0.05, err_msg=f"sigma {sigma}")
+
+
+def test_each_point_can_have_its_own_width() -> None:
+    xy = np.array([[20.0, 20.0], [60.3, 40.6]])
+    heatmap = encode(xy, (64, 96), np.array([1.0, 3.0]))
+    np.testing.assert_allclose(heatmap[:40, :40], encode(xy[:1], (40, 40), 1.0), atol=1e-7)
+    np.testing.assert_allclose(heatmap[:, 40:], encode(xy[1:] - [40, 0], (64, 56), 3.0), atol=1e-7)
+    np.testing.assert_array_equal(encode(xy, (64, 96), np.array([2.0, 2.0])), encode(xy, (64, 96), 2.0))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import Sample, TrainingSet
@@ -81,3 +82,46 @@ def test_pasted_targets_are_labelled_on_their_blobs() -> None:
                 assert np.hypot(*(centre - [x, y])) < 0.15, (epoch, x, y, centre)
                 checked += 1
     assert pasted > 30 and checked > pasted  # 0 to 3 per crop, every one on a blob
+
+
+@pytest.mark.parametrize("scale_jitter", [0.0, 0.5])
+def test_a_teachers_map_is_cut_and_turned_with_the_image(scale_jitter: float) -> None:
+    # The teacher's "heatmap" here is the standardised image itself: whatever crops, zooms, flips and
+    # turns do to the grey channel, the soft target must match it pixel for pixel, up to the gain
+    # and offset of the intensity jitter (which must leave the teacher's map alone).
+    xy = np.array([[40.3, 50.7], [120.6, 30.2], [90.5, 110.5]])
+    noise = 0.05 * np.random.default_rng(0).standard_normal((150, 170)).astype(np.float32)  # no flat crop
+    sample = Sample("blobs", blob_image(xy) + noise, xy, Path("blobs.png"))
+    soft = (sample.image - sample.image.mean()) / sample.image.std()
+    cfg = TrainConfig(img_size=0, crop_size=64, crop_on_target=0.5, scale_jitter=scale_jitter, intensity_jitter=0.3)
+    dataset = TrainingSet([sample], cfg, "heatmap", soft_targets=[soft])
+    plain = TrainingSet([sample], cfg, "heatmap")
+    jittered = 0
+    for epoch in range(30):
+        dataset.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        image, target, _ = dataset[0]
+        plain_image, plain_target, _ = plain[0]
+        assert target.shape == (2, 64, 64)
+        assert torch.equal(target[:1], plain_target) and torch.allclose(image, plain_image, atol=1e-5)
+        grey, teacher = image[0].numpy().ravel(), target[1].numpy().ravel()
+        gain, offset = np.polyfit(teacher, grey, 1)  # grey = gain * teacher + offset, exactly
+        assert np.allclose(grey, gain * teacher + offset, atol=1e-4)
+        jittered += abs(gain - 1) > 0.05
+    assert jittered > 10
+
+
+@pytest.mark.parametrize("blob_sigma", [0.0, 1.0])
+def test_an_extended_target_gets_a_gaussian_as_wide_as_its_blob(blob_sigma: float) -> None:
+    rows, cols = np.mgrid[:96, :96]
+    image = np.full((96, 96), 0.1, np.float32)
+    image[(cols - 30) ** 2 + (rows - 40) ** 2 <= 36] = 0.9  # a disc of radius 6 (113 px)
+    image[(cols - 70) ** 2 + (rows - 60) ** 2 <= 1] = 0.9  # a 5-pixel spot
+    xy = np.array([[30.0, 40.0], [70.0, 60.0]])
+    cfg = TrainConfig(img_size=0, crop_size=96, crop_on_target=0.0, flip=False, rot90=False, intensity_jitter=0.0,
+                      sigma=2.0, blob_sigma=blob_sigma)
+    _, target, _ = TrainingSet([Sample("disc", image, xy, Path("disc.png"))], cfg, "heatmap").whole(0, 1)
+    widths = [centroid_and_width(target[0].numpy(), x, y, radius=r)[1] for (x, y), r in zip(xy, (20, 10))]
+    disc_radius = np.sqrt(113 / np.pi)
+    assert widths[0] == pytest.approx(disc_radius if blob_sigma else 2.0, rel=0.05)
+    assert widths[1] == pytest.approx(2.0, rel=0.05)  # its blob is smaller than sigma: sigma stays

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pinpoint.codecs.heatmap import encode
-from pinpoint.codecs.snap import merge_close, snap_to_blobs
+from pinpoint.codecs.snap import blob_radii, merge_close, snap_to_blobs
 from pinpoint.predict import Detector
 
 
@@ -58,6 +58,18 @@ def test_a_target_on_the_image_border_snaps_inside_the_image() -> None:
 
 def test_no_points() -> None:
     assert snap_to_blobs(_scene(), np.zeros((0, 2))).shape == (0, 2)
+    assert blob_radii(_scene(), np.zeros((0, 2))).shape == (0,)
+
+
+def test_blob_radii_measure_discs_and_skip_what_does_not_fit() -> None:
+    image = _scene()
+    rows, cols = np.mgrid[:64, :80]
+    image[(cols - 20) ** 2 + (rows - 20) ** 2 <= 25] = 100.0  # a disc of radius 5: 81 pixels
+    image[(cols - 50) ** 2 + (rows - 40) ** 2 <= 1] = 100.0  # a 5-pixel cross
+    image[10, 10] = 5.0  # colder than its surroundings
+    image[45:64, 0:30] = 150.0  # larger than the window around (15, 55)
+    radii = blob_radii(image, np.array([[21.0, 19.0], [50.0, 40.0], [10.0, 10.0], [15.0, 55.0]]))
+    np.testing.assert_allclose(radii, [np.sqrt(81 / np.pi), np.sqrt(5 / np.pi), 0.0, 0.0])
 
 
 def test_merge_keeps_the_highest_of_points_closer_than_the_distance() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 
 import pinpoint
 from pinpoint.config import TrainConfig
+from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
-from pinpoint.train import split_stems, train
+from pinpoint.train import split_stems, train, training_loss
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,57 @@ def test_weight_average_follows_the_ramped_decay() -> None:
     assert torch.all((lag > 3.5) & (lag < 6))
     assert ema.module[1].num_batches_tracked.dtype == torch.int64
     assert ema.module[1].num_batches_tracked == model[1].num_batches_tracked
+
+
+@pytest.mark.parametrize("teacher_weight", [1.0, 0.0])
+def test_the_distillation_term_teaches_what_the_labels_do_not_say(teacher_weight: float) -> None:
+    # No labelled target anywhere: only the teacher's map (bright where the input is bright) can
+    # make the network score those pixels; with weight 0 the labels alone push everything to 0.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1),
+                              torch.nn.Sigmoid())
+    images = torch.randn(4, 1, 32, 32)
+    teacher = (images > 1.5).float() * 0.8
+    targets = torch.cat([torch.zeros_like(teacher), teacher], dim=1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = training_loss("heatmap", net(images), targets, torch.ones(4), "focal", teacher_weight=teacher_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        pred = net(images)
+    taught, background = pred[teacher > 0].mean().item(), pred[teacher == 0].mean().item()
+    assert background < 0.1
+    assert taught > 0.25 if teacher_weight else taught < 0.05, (taught, background)
+
+
+def test_a_run_with_a_teacher_records_it(heatmap_run: Path, spot_data: Path, tmp_path: Path) -> None:
+    teacher = str(heatmap_run / "best.pt")
+    run = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
+                            out=str(tmp_path), model="heatmap", crop_size=64, epochs=2, teacher=teacher, progress=False))
+    assert json.loads((run / "config.json").read_text())["teacher"] == teacher
+    assert len(read_log(run)) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(paste=1), "without --paste"),
+    (dict(img_size=64), "on crops"),
+    (dict(model="regression", img_size=64), "heatmap model"),
+    (dict(teacher_weight=-1.0), "teacher weight"),
+])
+def test_distillation_settings_are_refused_up_front(heatmap_run: Path, spot_data: Path, tmp_path: Path,
+                                                    change: dict, message: str) -> None:
+    cfg = TrainConfig(**{**dict(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path), model="heatmap",
+                                crop_size=64, epochs=1, teacher=str(heatmap_run / "best.pt"), progress=False), **change})
+    with pytest.raises(InputError, match=message):
+        train(cfg)
+
+
+def test_a_teacher_trained_on_resized_images_is_refused(spot_data: Path, tmp_path: Path) -> None:
+    resized = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path / "resized"),
+                                model="heatmap", img_size=64, epochs=1, progress=False))
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path / "student"),
+                      model="heatmap", crop_size=64, epochs=1, teacher=str(resized / "best.pt"), progress=False)
+    with pytest.raises(InputError, match="native resolution"):
+        train(cfg)

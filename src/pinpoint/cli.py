@@ -61,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
                    help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
+    p.add_argument("--blob-sigma", type=float, default=defaults.blob_sigma,
+                   help="widen each target's gaussian to this many times its bright blob's radius, at least "
+                        "--sigma (extended targets); 0 = off (default %(default)s)")
     p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"])
+    p.add_argument("--teacher", default=defaults.teacher, metavar="CKPT",
+                   help="distillation: also learn this trained heatmap model's heatmaps of the training images "
+                        "(e.g. a pinnet-s2d-x3 run's best.pt)")
+    p.add_argument("--teacher-weight", type=float, default=defaults.teacher_weight,
+                   help="weight of the distillation term against the label loss (default %(default)s)")
     p.add_argument("--schedule", default=defaults.schedule, choices=["step", "cosine"])
     p.add_argument("--nms-kernel", type=int, default=defaults.nms_kernel,
                    help="odd window of the peak suppression stored as the checkpoint's default (default %(default)s)")
@@ -232,7 +240,8 @@ def run_train(args: argparse.Namespace) -> int:
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
-                      threshold_smoothing=args.threshold_smoothing)
+                      threshold_smoothing=args.threshold_smoothing, teacher=args.teacher, teacher_weight=args.teacher_weight,
+                      blob_sigma=args.blob_sigma)
     train(cfg)
     return 0
 

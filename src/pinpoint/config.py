@@ -34,7 +34,14 @@ class TrainConfig:
     intensity_jitter: float = 0.1  # random gain and offset strength (log-normal gain, normal offset), 0 = off
     # target and loss
     sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
+    # > 0: each target's gaussian widens to this many times the radius of its bright blob in the crop
+    # (codecs.snap.blob_radii; sigma stays the floor), so an extended target is not a 2 px needle to hit
+    blob_sigma: float = 1.0
     loss: str = "focal"  # "focal" (CenterNet), "weighted-mse" or "mse" (the seed's)
+    # distillation: a trained heatmap checkpoint (e.g. a pinnet-s2d-x3 run's best.pt) whose heatmaps of the
+    # training images the model also learns, beside the labels' gaussians; "" = off (losses.distillation_terms)
+    teacher: str = ""
+    teacher_weight: float = 1.0  # weight of the distillation term against the label loss
     # optimisation
     epochs: int = 100
     batch: int = 8

@@ -42,7 +42,7 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, write_text
-from pinpoint.losses import heatmap_loss_terms, point_loss_terms
+from pinpoint.losses import distillation_terms, heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
@@ -100,7 +100,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     check_settings(cfg, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
+    soft = teacher_heatmaps(cfg.teacher, train_samples, device) if cfg.teacher else None
+    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed, soft_targets=soft)
     val_set = TrainingSet(val_samples, cfg, model.output, seed=cfg.seed)
     sampler = EpochSampler(len(dataset), cluster.world_size, cluster.rank, cfg.seed, batch)
     # Not persistent_workers: workers copy the dataset when an epoch's iteration starts, which is
@@ -156,7 +157,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             targets, weights = targets.to(device, non_blocking=True), weights.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 pred = net(images)
-            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss)
+            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss, teacher_weight=cfg.teacher_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -222,8 +223,29 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--threshold-smoothing {cfg.threshold_smoothing}: the score window's half-width must be in [0, 0.5)")
     if cfg.paste < 0 or (cfg.paste and cfg.img_size):
         raise InputError(f"--paste {cfg.paste}: must be 0 (off) or positive, and works on crops (--img-size 0)")
+    if cfg.blob_sigma < 0:
+        raise InputError(f"--blob-sigma {cfg.blob_sigma}: must be 0 (off) or positive")
+    if cfg.teacher and (model.output != "heatmap" or cfg.img_size or cfg.paste or cfg.teacher_weight < 0):
+        raise InputError(f"--teacher {cfg.teacher}: distillation needs a heatmap model on crops (--img-size 0), "
+                         f"without --paste, and a teacher weight >= 0")
     if not cfg.img_size and cfg.crop_size % model.stride:
         raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
+
+
+def teacher_heatmaps(path: str, samples: list[Sample], device: torch.device) -> list[np.ndarray]:
+    """A trained heatmap model's output on each whole training image, in the image's pixels, computed
+    once before training: crops and turns then cut the same window of it as of the image."""
+    if not Path(path).is_file():
+        raise InputError(f"--teacher {path}: checkpoint not found")
+    teacher = Detector.load(path, str(device))
+    if teacher.settings["output"] != "heatmap" or teacher.settings["img_size"]:
+        raise InputError(f"{path}: a teacher must be a heatmap model trained on crops at native resolution (--img-size 0)")
+    maps = []
+    with torch.no_grad():
+        for sample in samples:
+            height, width = sample.image.shape
+            maps.append(teacher.forward(sample.image)[0, 0, :height, :width].float().cpu().numpy())
+    return maps
 
 
 def batch_per_process(global_batch: int, world_size: int) -> int:
@@ -294,15 +316,20 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.
 
 
 def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str,
-                  across_processes: bool = True) -> torch.Tensor:
+                  across_processes: bool = True, teacher_weight: float = 1.0) -> torch.Tensor:
     """The loss of this process's share of the global batch, normalised over the whole global batch.
+
+    Heatmap targets with a second channel carry a teacher's heatmaps: the distillation term
+    (losses.distillation_terms), times `teacher_weight`, joins the label loss under its normaliser.
 
     DDP averages gradients over the N processes, so the share's sum of terms is scaled by N and
     divided by the global normaliser: N processes then optimise exactly the loss of one process
     that sees the whole batch (the focal loss divides by the number of targets, which differs per share).
     """
     if output == "heatmap":
-        total, normaliser = heatmap_loss_terms(pred, targets, kind)
+        total, normaliser = heatmap_loss_terms(pred, targets[:, :1], kind)
+        if targets.shape[1] > 1:
+            total = total + teacher_weight * distillation_terms(pred, targets[:, 1:])
     else:
         total, normaliser = point_loss_terms(pred, targets, weights)
     if not across_processes or distributed.world_size() == 1:

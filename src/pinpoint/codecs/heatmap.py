@@ -15,16 +15,18 @@ import torch.nn.functional as F
 from pinpoint.codecs.refine import refine_peaks_batch
 
 
-def encode(xy: np.ndarray, size: tuple[int, int], sigma: float) -> np.ndarray:
-    """Render the training target of one image: (H, W) float32 in [0, 1].
+def encode(xy: np.ndarray, size: tuple[int, int], sigma: float | np.ndarray) -> np.ndarray:
+    """Render the training target of one image: (H, W) float32 in [0, 1]; `sigma` is one width
+    for all points or one per point.
 
     Each gaussian is evaluated only within 4 sigma of its centre (values past that are < 4e-4)
     and clipped by the image border, so a target at the edge keeps its exact centre.
     """
     height, width = size
     heatmap = np.zeros((height, width), dtype=np.float32)
-    radius = max(int(np.ceil(4 * sigma)), 1)
-    for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2):
+    points = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    for (x, y), sigma in zip(points, np.broadcast_to(np.asarray(sigma, dtype=np.float64), len(points))):
+        radius = max(int(np.ceil(4 * sigma)), 1)
         cx, cy = int(round(x)), int(round(y))
         x0, x1 = max(cx - radius, 0), min(cx + radius + 1, width)
         y0, y1 = max(cy - radius, 0), min(cy + radius + 1, height)

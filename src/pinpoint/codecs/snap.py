@@ -22,36 +22,56 @@ SNAP_RADIUS = 15
 SNAP_LEVEL = 0.5  # blob = pixels above background + LEVEL * (peak - background): half maximum
 
 
+def find_blob(grey: np.ndarray, x: float, y: float, radius: int = SNAP_RADIUS,
+              level: float = SNAP_LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The bright blob at (x, y) as (columns, rows, brightness above the local background) of its
+    pixels in `grey` (float64), or None where there is none that fits (see module doc)."""
+    height, width = grey.shape
+    col, row = min(max(int(round(x)), 0), width - 1), min(max(int(round(y)), 0), height - 1)
+    x0, y0 = max(col - radius, 0), max(row - radius, 0)
+    window = grey[y0:row + radius + 1, x0:col + radius + 1]
+    background = float(np.median(window))
+    # the blob's own maximum: the brightest pixel of the 3x3 around the point
+    r, c = row - y0, col - x0
+    near = window[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+    dy, dx = np.unravel_index(np.argmax(near), near.shape)
+    peak_r, peak_c = max(r - 1, 0) + dy, max(c - 1, 0) + dx
+    peak = window[peak_r, peak_c]
+    if peak <= background:
+        return None
+    above = (window >= background + level * (peak - background)).astype(np.uint8)
+    _, components = cv2.connectedComponents(above, connectivity=8)
+    blob = components == components[peak_r, peak_c]
+    # a blob reaching a side of the window that lies inside the image does not fit in it;
+    # one cut by the image's own border is a target at the edge of the frame
+    bottom, right = y0 + window.shape[0] < height, x0 + window.shape[1] < width
+    if (y0 and blob[0].any()) or (bottom and blob[-1].any()) or (x0 and blob[:, 0].any()) or (right and blob[:, -1].any()):
+        return None
+    rows, cols = np.nonzero(blob)
+    return x0 + cols, y0 + rows, window[rows, cols] - background
+
+
 def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, level: float = SNAP_LEVEL) -> np.ndarray:
     """Move each point of `xy` (N, 2, pixels of `grey`) to the intensity centroid of its blob (see module doc)."""
     grey = np.asarray(grey, dtype=np.float64)
-    height, width = grey.shape
     out = np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy()
     for k, (x, y) in enumerate(out.copy()):
-        col, row = min(max(int(round(x)), 0), width - 1), min(max(int(round(y)), 0), height - 1)
-        x0, y0 = max(col - radius, 0), max(row - radius, 0)
-        window = grey[y0:row + radius + 1, x0:col + radius + 1]
-        background = float(np.median(window))
-        # the blob's own maximum: the brightest pixel of the 3x3 around the point
-        r, c = row - y0, col - x0
-        near = window[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
-        dy, dx = np.unravel_index(np.argmax(near), near.shape)
-        peak_r, peak_c = max(r - 1, 0) + dy, max(c - 1, 0) + dx
-        peak = window[peak_r, peak_c]
-        if peak <= background:
-            continue
-        above = (window >= background + level * (peak - background)).astype(np.uint8)
-        _, components = cv2.connectedComponents(above, connectivity=8)
-        blob = components == components[peak_r, peak_c]
-        # a blob reaching a side of the window that lies inside the image does not fit in it;
-        # one cut by the image's own border is a target at the edge of the frame
-        bottom, right = y0 + window.shape[0] < height, x0 + window.shape[1] < width
-        if (y0 and blob[0].any()) or (bottom and blob[-1].any()) or (x0 and blob[:, 0].any()) or (right and blob[:, -1].any()):
-            continue
-        rows, cols = np.nonzero(blob)
-        weight = window[rows, cols] - background
-        out[k] = (x0 + (cols * weight).sum() / weight.sum(), y0 + (rows * weight).sum() / weight.sum())
+        blob = find_blob(grey, x, y, radius, level)
+        if blob is not None:
+            cols, rows, weight = blob
+            out[k] = ((cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum())
     return out
+
+
+def blob_radii(grey: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Each point's blob size as the radius of a disc of its area, px (N,); 0 where no blob fits."""
+    grey = np.asarray(grey, dtype=np.float64)
+    radii = np.zeros(len(np.asarray(xy).reshape(-1, 2)))
+    for k, (x, y) in enumerate(np.asarray(xy, dtype=np.float64).reshape(-1, 2)):
+        blob = find_blob(grey, x, y)
+        if blob is not None:
+            radii[k] = np.sqrt(len(blob[0]) / np.pi)
+    return radii
 
 
 def snap_and_merge(grey: np.ndarray, xy: np.ndarray, scores: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pinpoint.codecs.heatmap import encode
+from pinpoint.codecs.snap import blob_radii
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
@@ -172,10 +173,13 @@ class TrainingSet(torch.utils.data.Dataset):
     """Samples -> (image (1, h, w), target, weight) tensors, with the run's geometry and augmentation.
 
     Heatmap models get a gaussian heatmap target (1, h, w); the regression model gets the first
-    target's normalised position (2,) with weight 0 for images without a target.
+    target's normalised position (2,) with weight 0 for images without a target. With `soft_targets`
+    (a teacher's heatmap of each whole image, same size), heatmap targets are (2, h, w): the
+    gaussians, then the teacher's heatmap cut and turned with the image.
     """
 
-    def __init__(self, samples: list[Sample], cfg: TrainConfig, output: str, seed: int = 0):
+    def __init__(self, samples: list[Sample], cfg: TrainConfig, output: str, seed: int = 0,
+                 soft_targets: list[np.ndarray] | None = None):
         self.samples = samples
         self.cfg = cfg
         self.output = output
@@ -183,6 +187,8 @@ class TrainingSet(torch.utils.data.Dataset):
         self.epoch = 0
         # standardise once, on the whole image, as inference does (crops must not see other statistics)
         self.images = [T.standardize(s.image) for s in samples]
+        if soft_targets is not None:  # the teacher's map rides along as a second channel through crops and turns
+            self.images = [np.dstack([image, soft.astype(np.float32)]) for image, soft in zip(self.images, soft_targets)]
         self.donors = paste_donors(samples) if cfg.paste else []
 
     def __len__(self) -> int:
@@ -215,9 +221,14 @@ class TrainingSet(torch.utils.data.Dataset):
 
     def _tensors(self, image: np.ndarray, xy: np.ndarray):
         cfg = self.cfg
+        soft = image[..., 1] if image.ndim == 3 else None
+        image = image[..., 0] if image.ndim == 3 else image
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.output == "heatmap":
-            target = torch.from_numpy(encode(xy, image.shape, cfg.sigma))[None]
+            sigma = np.maximum(cfg.sigma, cfg.blob_sigma * blob_radii(image, xy)) if cfg.blob_sigma else cfg.sigma
+            target = torch.from_numpy(encode(xy, image.shape, sigma))[None]
+            if soft is not None:
+                target = torch.cat([target, torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))[None]])
             return tensor, target, torch.tensor(1.0)
         height, width = image.shape
         if len(xy):
@@ -232,14 +243,16 @@ class TrainingSet(torch.utils.data.Dataset):
             # log-uniform zoom in [1 / (1 + j), 1 + j]: targets are seen larger and smaller than in the data
             zoom = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.cfg.scale_jitter)))
             size = max(1, int(round(out_size / zoom)))
-        height, width = image.shape
+        height, width = image.shape[:2]
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
             left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
         else:
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
             top = int(rng.integers(min(0, height - size), max(height - size, 0) + 1))
-        image, xy = T.crop(image, xy, top, left, (size, size), fill=float(image.mean()))
+        # outside the image: its mean grey (0 once standardised), and no score in a teacher's map
+        fill = float(image.mean()) if image.ndim == 2 else np.array([image[..., 0].mean(), 0.0], dtype=np.float32)
+        image, xy = T.crop(image, xy, top, left, (size, size), fill=fill)
         if size != out_size:
             image, xy = T.resize(image, xy, (out_size, out_size))
             inside = np.all((xy >= -0.5) & (xy < out_size - 0.5), axis=1)  # rounding can move an edge point out
@@ -283,5 +296,9 @@ class TrainingSet(torch.utils.data.Dataset):
             image, xy = T.rot90(image, xy, int(rng.integers(4)))
         if cfg.intensity_jitter > 0:
             strength = cfg.intensity_jitter
-            image = image * float(np.exp(rng.normal(0, strength))) + float(rng.normal(0, strength))
+            gain, offset = float(np.exp(rng.normal(0, strength))), float(rng.normal(0, strength))
+            if image.ndim == 3:  # the grey channel only, not a teacher's map
+                image = np.dstack([image[..., 0] * gain + offset, image[..., 1]])
+            else:
+                image = image * gain + offset
         return image, xy

@@ -63,8 +63,9 @@ def rot90(image: np.ndarray, xy: np.ndarray, k: int = 1) -> tuple[np.ndarray, np
 
 
 def crop(image: np.ndarray, xy: np.ndarray, top: int, left: int, size: tuple[int, int],
-         fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a (H, W) = `size` window whose top-left pixel is (top, left); outside the image is `fill`.
+         fill: float | np.ndarray = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a (H, W) = `size` window whose top-left pixel is (top, left); outside the image is `fill`
+    (one value, or one per channel of an (H, W, C) image).
 
     Points are shifted into the window's frame; points that fall outside it are dropped
     (a target on the window's edge, within half a pixel, is kept).
