@@ -235,11 +235,12 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
 def teacher_heatmaps(path: str, samples: list[Sample], device: torch.device) -> list[np.ndarray]:
     """A trained heatmap model's output on each whole training image, in the image's pixels, computed
     once before training: crops and turns then cut the same window of it as of the image."""
-    if not Path(path).is_file():
-        raise InputError(f"--teacher {path}: checkpoint not found")
-    teacher = Detector.load(path, str(device))
+    try:
+        teacher = Detector.load(path, str(device))
+    except InputError as exc:  # missing or not a checkpoint: Detector.load's message, under the flag's name
+        raise InputError(f"--teacher {exc}") from None
     if teacher.settings["output"] != "heatmap" or teacher.settings["img_size"]:
-        raise InputError(f"{path}: a teacher must be a heatmap model trained on crops at native resolution (--img-size 0)")
+        raise InputError(f"--teacher {path}: a teacher must be a heatmap model trained on crops at native resolution (--img-size 0)")
     maps = []
     with torch.no_grad():
         for sample in samples:

@@ -66,8 +66,9 @@ def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, l
 def blob_radii(grey: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Each point's blob size as the radius of a disc of its area, px (N,); 0 where no blob fits."""
     grey = np.asarray(grey, dtype=np.float64)
-    radii = np.zeros(len(np.asarray(xy).reshape(-1, 2)))
-    for k, (x, y) in enumerate(np.asarray(xy, dtype=np.float64).reshape(-1, 2)):
+    points = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    radii = np.zeros(len(points))
+    for k, (x, y) in enumerate(points):
         blob = find_blob(grey, x, y)
         if blob is not None:
             radii[k] = np.sqrt(len(blob[0]) / np.pi)
