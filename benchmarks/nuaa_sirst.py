@@ -133,18 +133,37 @@ METHODS: dict[str, dict] = {
                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, three PinNetS2D members trained together, heatmaps averaged"},
     "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(THS_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                       "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1": {"train": DEFAULT_RECIPE,
-                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, each target's gaussian as wide as its half-maximum blob's radius (at least sigma 2)"},
+    # "superseded": the row was scored by code since changed (named commit); it is never marked as the default
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1": {"train": DEFAULT_RECIPE, "superseded": "211315e",
+                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, each target's gaussian as wide as its half-maximum blob's radius (at least sigma 2); scored before blob merging (reproduce at commit 211315e)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
-                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, another seed"},
+                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, another seed (before blob merging)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed2": {"train": dict(DEFAULT_RECIPE, seed=2),
-                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, a third seed"},
+                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, a third seed (before blob merging)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed2": {"train": dict(THS_RECIPE, seed=2),
                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, a third seed"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5": {"train": dict(THS_RECIPE, blob_sigma=1.5),
                                                     "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, 1.5 times the blob's radius"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5-seed1": {"train": dict(THS_RECIPE, blob_sigma=1.5, seed=1),
                                                           "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5, another seed"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3"),
+                                                      "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, three PinNetS2D members trained together, heatmaps averaged (before blob merging)"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3", seed=1),
+                                                            "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1, another seed (before blob merging)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge": {"train": DEFAULT_RECIPE,
+                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, a point inside another point's blob (or the other way round) and at least half as high is the same target: one point, on its largest blob's centroid"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
+                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-seed2": {"train": dict(DEFAULT_RECIPE, seed=2),
+                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, a third seed"},
+    "pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge": {"train": dict(DEFAULT_RECIPE, epochs=150),
+                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, 150 epochs (the default misses faint targets even on its training images)"},
+    "pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(DEFAULT_RECIPE, epochs=150, seed=1),
+                                                              "note": "as pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3"),
+                                                            "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, three PinNetS2D members trained together, heatmaps averaged"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3", seed=1),
+                                                                  "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
@@ -230,7 +249,7 @@ def overview_curves(rows: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float
 
 def is_default_recipe(recipe: dict) -> bool:
     """Whether a row trains exactly what `pinpoint train` does with no options."""
-    if "train" not in recipe or "teacher" in recipe:
+    if "train" not in recipe or "teacher" in recipe or "superseded" in recipe:
         return False
     ignored = {"data", "split", "val_split", "out", "progress"}
     trained, default = TrainConfig(**recipe["train"]).to_dict(), TrainConfig().to_dict()

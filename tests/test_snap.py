@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pinpoint.codecs.heatmap import encode
-from pinpoint.codecs.snap import blob_radii, merge_close, snap_to_blobs
+from pinpoint.codecs.snap import blob_radii, find_blob, snap_and_merge, snap_to_blobs
 from pinpoint.predict import Detector
 
 
@@ -72,10 +72,67 @@ def test_blob_radii_measure_discs_and_skip_what_does_not_fit() -> None:
     np.testing.assert_allclose(radii, [np.sqrt(81 / np.pi), np.sqrt(5 / np.pi), 0.0, 0.0])
 
 
-def test_merge_keeps_the_highest_of_points_closer_than_the_distance() -> None:
+def test_points_closer_than_the_distance_merge_and_keep_the_highest_score() -> None:
+    image = _scene()  # flat: no blob anywhere, so the points stay where they are
     xy = np.array([[10.0, 10.0], [12.0, 10.0], [13.0, 10.0], [20.0, 20.0]])
-    kept = merge_close(xy, np.array([0.9, 0.8, 0.7, 0.6]), 3.0)
-    np.testing.assert_array_equal(kept, [0, 2, 3])  # 12 is 2 px from 10; 13 is exactly 3 px away and stays
+    merged_xy, merged_scores = snap_and_merge(image, xy, np.array([0.9, 0.8, 0.7, 0.6]), 3.0)
+    # 12 is 2 px from 10 and goes; 13 is 3 px from 10 (not closer than 3) and stays
+    np.testing.assert_array_equal(merged_xy, xy[[0, 2, 3]])
+    np.testing.assert_array_equal(merged_scores, [0.9, 0.7, 0.6])
+
+
+def _ship_with_two_hot_spots() -> np.ndarray:
+    image = _scene()
+    image[30:35, 24:44] = 100.0  # a hull 20 px long
+    image[31:34, 26:29] = 200.0  # a hot spot near its bow
+    image[31:34, 36:39] = 150.0  # a cooler one near its stern
+    return image
+
+
+def test_two_peaks_on_one_target_merge_onto_the_whole_blob() -> None:
+    image = _ship_with_two_hot_spots()
+    xy = np.array([[27.0, 32.0], [37.0, 32.0]])  # 10 px apart: two targets by distance alone
+    merged_xy, merged_scores = snap_and_merge(image, xy, np.array([0.9, 0.6]), 3.0)
+    hull = find_blob(image, 37.0, 32.0)  # cut at half of the cooler spot's height: the whole hull
+    assert hull is not None and len(hull[0]) == 5 * 20
+    assert len(find_blob(image, 27.0, 32.0)[0]) == 9  # cut at half of the bow spot's height: the spot alone
+    assert len(merged_xy) == 1 and merged_scores[0] == 0.9
+    assert abs(merged_xy[0, 0] - 33.5) < 1  # near the hull's middle, 6 px from the bow's spot
+    np.testing.assert_allclose(merged_xy[0], snap_to_blobs(image, xy[1:])[0])
+
+
+def test_a_much_weaker_peak_does_not_drag_a_target_off_its_spot() -> None:
+    image = _scene()
+    image[18:33, 18:33] = 24.0  # a faint bump 15 px wide
+    image[25:28, 25:28] = 200.0  # a bright target on it
+    # the faint peak's blob (half of its own height) is the whole bump, target included
+    assert len(find_blob(image, 20.0, 20.0)[0]) == 15 * 15
+    merged_xy, merged_scores = snap_and_merge(image, np.array([[26.0, 26.0], [20.0, 20.0]]), np.array([0.9, 0.2]), 3.0)
+    # the weak peak snaps onto the bump's centroid, within 3 px of the target, and merges into it,
+    # but the target stays on its own spot, with its own score
+    np.testing.assert_allclose(merged_xy, [[26.0, 26.0]])
+    np.testing.assert_array_equal(merged_scores, [0.9])
+
+
+def test_a_much_weaker_peak_whose_blob_holds_a_target_stays_a_point_of_its_own() -> None:
+    image = _scene()
+    image[18:33, 18:33] = 30.0  # a faint bump 15 px wide
+    image[29:32, 29:32] = 200.0  # a bright target near its corner
+    weak = find_blob(image, 20.0, 20.0)
+    assert len(weak[0]) == 15 * 15  # the target is in the weak peak's blob
+    merged_xy, merged_scores = snap_and_merge(image, np.array([[30.0, 30.0], [20.0, 20.0]]), np.array([0.9, 0.2]), 3.0)
+    assert np.hypot(*(merged_xy[1] - merged_xy[0])) > 3  # its snapped point is not the target's
+    np.testing.assert_allclose(merged_xy[0], [30.0, 30.0])
+    np.testing.assert_array_equal(merged_scores, [0.9, 0.2])
+
+
+def test_two_targets_on_separate_blobs_stay_apart() -> None:
+    image = _scene()
+    image[30:33, 20:23] = 200.0
+    image[30:33, 30:33] = 150.0
+    merged_xy, merged_scores = snap_and_merge(image, np.array([[21.0, 31.0], [31.0, 31.0]]), np.array([0.9, 0.6]), 3.0)
+    np.testing.assert_allclose(merged_xy, [[21.0, 31.0], [31.0, 31.0]])
+    np.testing.assert_array_equal(merged_scores, [0.9, 0.6])
 
 
 class BothEndsModel:

@@ -8,7 +8,7 @@ half its height above the local background, is the centre of mass that a centroi
 click "on the centre", or the centroid of a mask) describes. A point moves only when its blob is
 bright and compact: brighter than the window's median, and not reaching the window's edge inside
 the image (a blob that fills the window is cloud or sky, not a target); otherwise it stays where
-the network put it. Points that snap onto one blob are merged, the highest score kept.
+the network put it. Points that are one target are merged (see snap_and_merge).
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ def find_blob(grey: np.ndarray, x: float, y: float, radius: int = SNAP_RADIUS,
     return x0 + cols, y0 + rows, window[rows, cols] - background
 
 
+def blob_centroid(blob: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """The intensity centroid (x, y) of a blob from `find_blob`."""
+    cols, rows, weight = blob
+    return np.array([(cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum()])
+
+
 def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, level: float = SNAP_LEVEL) -> np.ndarray:
     """Move each point of `xy` (N, 2, pixels of `grey`) to the intensity centroid of its blob (see module doc)."""
     grey = np.asarray(grey, dtype=np.float64)
@@ -58,8 +64,7 @@ def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, l
     for k, (x, y) in enumerate(out.copy()):
         blob = find_blob(grey, x, y, radius, level)
         if blob is not None:
-            cols, rows, weight = blob
-            out[k] = ((cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum())
+            out[k] = blob_centroid(blob)
     return out
 
 
@@ -76,21 +81,56 @@ def blob_radii(grey: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def snap_and_merge(grey: np.ndarray, xy: np.ndarray, scores: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """The whole step: snap `xy` onto their blobs in `grey`, then merge points closer than `distance` (scores high to low)."""
+    """The whole step: snap `xy` onto their blobs in `grey`, then merge the points that are one target.
+
+    A point joins a target when it snaps within `distance` of the target's highest-scoring point
+    (as in NMS), or when it scores at least half as high and sits in the blob of one of the
+    target's points, or one of them in its: the network can peak on two hot spots of a ship, and
+    the lower peak's blob, cut at a lower level, takes in the whole hull. A target keeps the highest
+    score of its points and the centroid of the largest blob among its points that score at least
+    half as high: the whole target's centre rather than one hot spot's. A much weaker peak never
+    places a target, nor joins one through blobs: its blob, cut at half of a faint bump's height,
+    can spread over a real target's surroundings.
+    `scores` must be sorted from high to low (as decoded peaks are); the result stays sorted.
+    """
     if not len(xy):
         return xy, scores
-    snapped = snap_to_blobs(grey, xy)
-    kept = merge_close(snapped, scores, distance)
-    return snapped[kept], scores[kept]
+    grey = np.asarray(grey, dtype=np.float64)
+    width = grey.shape[1]
+    points = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    scores = np.asarray(scores)
+    blobs = [find_blob(grey, x, y) for x, y in points]
+    snapped = np.array([point if blob is None else blob_centroid(blob) for point, blob in zip(points, blobs)])
+    # a validation pass merges ~100 low-scoring peaks per image: blobs as sets of flat pixel
+    # indices, and each point tested against the few targets it could join
+    rounded = np.clip(np.rint(points).astype(np.int64), 0, [width - 1, grey.shape[0] - 1])
+    pixels = (rounded[:, 1] * width + rounded[:, 0]).tolist()
+    members_of = [set() if blob is None else set((blob[1] * width + blob[0]).tolist()) for blob in blobs]
+    score = scores.tolist()
 
+    def one_blob(i: int, j: int) -> bool:  # either point sits in the other's blob
+        return pixels[i] in members_of[j] or pixels[j] in members_of[i]
 
-def merge_close(xy: np.ndarray, scores: np.ndarray, distance: float) -> np.ndarray:
-    """Indices of the points to keep: each point closer than `distance` to a higher-scoring kept one goes.
-
-    `scores` must be sorted from high to low (as decoded peaks are), so the kept indices stay sorted.
-    """
-    keep: list[int] = []
-    for i in range(len(xy)):
-        if not keep or np.min(np.hypot(*(xy[keep] - xy[i]).T)) >= distance:
-            keep.append(i)
-    return np.asarray(keep, dtype=np.intp)
+    targets: list[list[int]] = []  # each target's points, its highest-scoring one first
+    target_of = np.empty(len(points), dtype=np.intp)
+    leads = np.empty((len(points), 2))  # the snapped position of each target's first point
+    lead_scores = np.empty(len(points))
+    for i in range(len(points)):
+        count = len(targets)
+        near = np.flatnonzero(np.hypot(*(leads[:count] - snapped[i]).T) < distance)
+        first_near = int(near[0]) if len(near) else count
+        # targets whose highest score is at most twice this one's: a tail of the list (scores fall)
+        comparable = int(np.searchsorted(-lead_scores[:count], -2 * score[i]))
+        # blobs fit in a window of SNAP_RADIUS around their point: only points that close can share one
+        close = np.flatnonzero(np.abs(rounded[:i] - rounded[i]).max(axis=1) <= SNAP_RADIUS)
+        shared = [int(target_of[j]) for j in close if one_blob(i, j)]
+        joined = min([t for t in shared if comparable <= t < first_near], default=first_near)
+        if joined == count:
+            leads[count], lead_scores[count] = snapped[i], score[i]
+            targets.append([])
+        targets[joined].append(i)
+        target_of[i] = joined
+    # ties (no blob at all, say) go to the highest-scoring point
+    where = [max((k for k in members if score[k] >= 0.5 * score[members[0]]), key=lambda k: len(members_of[k]))
+             for members in targets]
+    return snapped[where], scores[[members[0] for members in targets]]
