@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the stored threshold where validation F1 averaged over +-this score window is highest; "
                         "0 = the single best cut (default %(default)s)")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
-                   help="move each point to the intensity centroid of the bright blob it sits on, if validation "
-                        "F1 rises, or holds while the localisation error falls (stored in the checkpoint); --no-snap "
+                   help="move each point to the intensity centroid of the bright blob it sits on (points on one "
+                        "blob become one), if validation F1 rises, or holds while the localisation error falls (stored in the checkpoint); --no-snap "
                         "keeps the heatmap's peaks (default %(default)s)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
-                   help="move each point to the centroid of the bright blob it sits on; default: the checkpoint's setting")
+                   help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
+                        "default: the checkpoint's setting")
     p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default="auto")
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
-                   help="move each point to the centroid of the bright blob it sits on; default: the checkpoint's setting")
+                   help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
+                        "default: the checkpoint's setting")
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
