@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "0 = the single best cut (default %(default)s)")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
                    help="move each point to the intensity centroid of the bright blob it sits on (points on one "
-                        "blob become one), if validation F1 rises, or holds while the localisation error falls (stored in the checkpoint); --no-snap "
-                        "keeps the heatmap's peaks (default %(default)s)")
+                        "blob become one), if validation F1 rises, or holds while the localisation error falls "
+                        "(stored in the checkpoint); --no-snap keeps the heatmap's peaks (default %(default)s)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
     p.add_argument("--save-every-steps", type=int, default=defaults.save_every_steps, metavar="K",

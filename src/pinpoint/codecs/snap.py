@@ -20,6 +20,8 @@ import numpy as np
 # its middle, or up to 16 px with the peak at one end; a larger blob leaves its point where it was
 SNAP_RADIUS = 15
 SNAP_LEVEL = 0.5  # blob = pixels above background + LEVEL * (peak - background): half maximum
+# a peak merges with a target through their blobs only if it scores at least this share of the target's highest
+COMPARABLE_SCORE = 0.5
 
 
 def find_blob(grey: np.ndarray, x: float, y: float, radius: int = SNAP_RADIUS,
@@ -51,21 +53,21 @@ def find_blob(grey: np.ndarray, x: float, y: float, radius: int = SNAP_RADIUS,
     return x0 + cols, y0 + rows, window[rows, cols] - background
 
 
-def blob_centroid(blob: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """The intensity centroid (x, y) of a blob from `find_blob`."""
-    cols, rows, weight = blob
-    return np.array([(cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum()])
+def _snap(grey: np.ndarray, points: np.ndarray, radius: int = SNAP_RADIUS,
+          level: float = SNAP_LEVEL) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]]:
+    """(each point of `points` (N, 2) moved to its blob's intensity centroid, each point's blob or None)."""
+    blobs = [find_blob(grey, x, y, radius, level) for x, y in points]
+    snapped = points.copy()
+    for k, blob in enumerate(blobs):
+        if blob is not None:
+            cols, rows, weight = blob
+            snapped[k] = ((cols * weight).sum() / weight.sum(), (rows * weight).sum() / weight.sum())
+    return snapped, blobs
 
 
 def snap_to_blobs(grey: np.ndarray, xy: np.ndarray, radius: int = SNAP_RADIUS, level: float = SNAP_LEVEL) -> np.ndarray:
     """Move each point of `xy` (N, 2, pixels of `grey`) to the intensity centroid of its blob (see module doc)."""
-    grey = np.asarray(grey, dtype=np.float64)
-    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2).copy()
-    for k, (x, y) in enumerate(out.copy()):
-        blob = find_blob(grey, x, y, radius, level)
-        if blob is not None:
-            out[k] = blob_centroid(blob)
-    return out
+    return _snap(np.asarray(grey, dtype=np.float64), np.asarray(xy, dtype=np.float64).reshape(-1, 2), radius, level)[0]
 
 
 def blob_radii(grey: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -99,8 +101,7 @@ def snap_and_merge(grey: np.ndarray, xy: np.ndarray, scores: np.ndarray, distanc
     width = grey.shape[1]
     points = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     scores = np.asarray(scores)
-    blobs = [find_blob(grey, x, y) for x, y in points]
-    snapped = np.array([point if blob is None else blob_centroid(blob) for point, blob in zip(points, blobs)])
+    snapped, blobs = _snap(grey, points)
     # a validation pass merges ~100 low-scoring peaks per image: blobs as sets of flat pixel
     # indices, and each point tested against the few targets it could join
     rounded = np.clip(np.rint(points).astype(np.int64), 0, [width - 1, grey.shape[0] - 1])
@@ -119,8 +120,8 @@ def snap_and_merge(grey: np.ndarray, xy: np.ndarray, scores: np.ndarray, distanc
         count = len(targets)
         near = np.flatnonzero(np.hypot(*(leads[:count] - snapped[i]).T) < distance)
         first_near = int(near[0]) if len(near) else count
-        # targets whose highest score is at most twice this one's: a tail of the list (scores fall)
-        comparable = int(np.searchsorted(-lead_scores[:count], -2 * score[i]))
+        # targets whose highest score this one reaches a COMPARABLE_SCORE share of: a tail of the list (scores fall)
+        comparable = int(np.searchsorted(-lead_scores[:count], -score[i] / COMPARABLE_SCORE))
         # blobs fit in a window of SNAP_RADIUS around their point: only points that close can share one
         close = np.flatnonzero(np.abs(rounded[:i] - rounded[i]).max(axis=1) <= SNAP_RADIUS)
         shared = [int(target_of[j]) for j in close if one_blob(i, j)]
@@ -131,6 +132,6 @@ def snap_and_merge(grey: np.ndarray, xy: np.ndarray, scores: np.ndarray, distanc
         targets[joined].append(i)
         target_of[i] = joined
     # ties (no blob at all, say) go to the highest-scoring point
-    where = [max((k for k in members if score[k] >= 0.5 * score[members[0]]), key=lambda k: len(members_of[k]))
+    where = [max((k for k in members if score[k] >= COMPARABLE_SCORE * score[members[0]]), key=lambda k: len(members_of[k]))
              for members in targets]
     return snapped[where], scores[[members[0] for members in targets]]
