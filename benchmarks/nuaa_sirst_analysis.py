@@ -3,6 +3,7 @@
     python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt            # misses (mask area) and false alarms
     python benchmarks/nuaa_sirst_analysis.py thresholds RUN1/best.pt ...   # threshold rules on validation vs best test threshold
     python benchmarks/nuaa_sirst_analysis.py ensemble RUN1/best.pt ...     # heatmaps averaged over several runs
+    python benchmarks/nuaa_sirst_analysis.py noise                         # each image's noise level, in grey levels
 
 Scored like the benchmark: the 50/50 test split, one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
@@ -130,14 +131,44 @@ def ensemble(weights_list: list[str], test: list[Sample]) -> None:
           f"Pd {tp / targets:.4f}, precision {tp / max(tp + fp, 1):.4f}")
 
 
+# 3x3 Laplacian of a Laplacian: blind to planes and ramps; on white noise of std s its response has std 6 s
+NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+
+
+def noise(images: list[Path]) -> None:
+    """Each image's noise level in 8-bit grey levels (Immerkaer 1996: mean |response| * sqrt(pi / 2) / 6,
+    and its robust form, median |response| * 1.4826 / 6), beside its global spread."""
+    from pinpoint.data.images import read_image
+
+    spread, mean_based, median_based, zero_share = [], [], [], []
+    for path in images:
+        grey = read_image(path).astype(np.float64) * 255
+        response = np.abs(cv2.filter2D(grey, -1, NOISE_KERNEL)[1:-1, 1:-1])
+        spread.append(grey.std())
+        mean_based.append(np.sqrt(np.pi / 2) * response.mean() / 6)
+        median_based.append(1.4826 * np.median(response) / 6)
+        zero_share.append(np.mean(response == 0))
+    percentiles = [0, 5, 25, 50, 75, 95, 100]
+    for name, values in (("global std", spread), ("noise (mean-based)", mean_based),
+                         ("noise (median-based)", median_based), ("share of zero responses", zero_share)):
+        print(f"{name:>24}: percentiles {percentiles}: {np.round(np.percentile(values, percentiles), 3).tolist()}")
+    print(f"{len(images)} images; noise under 1 grey level: {np.mean(np.array(mean_based) < 1):.1%}; "
+          f"median-based estimate 0: {np.mean(np.array(median_based) == 0):.1%}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["errors", "thresholds", "ensemble"])
-    parser.add_argument("weights", nargs="+")
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise"])
+    parser.add_argument("weights", nargs="*")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA}: NUAA-SIRST not found", file=sys.stderr)
         return 2
+    if args.what == "noise":
+        noise(sorted((DATA / "images").glob("*.png")))
+        return 0
+    if not args.weights:
+        parser.error(f"{args.what}: give at least one checkpoint")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     test = load_samples(DATA, DATA / "splits" / "50_50" / "test.txt")
     if args.what == "errors":

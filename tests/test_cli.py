@@ -128,7 +128,7 @@ def test_console_entry_point_runs() -> None:
                                           (["--scale-jitter", "-0.1"], "--scale-jitter -0.1"),
                                           (["--model", "pinnet-s2d", "--crop-size", "40"], "--crop-size 40"),
                                           (["--paste", "-1"], "--paste -1"), (["--threshold-smoothing", "0.7"], "--threshold-smoothing 0.7"), (["--paste", "2", "--img-size", "64"], "--paste 2"),
-                                          (["--blob-sigma", "-1"], "--blob-sigma -1"), (["--teacher", "missing.pt"], "--teacher missing.pt: checkpoint not found")])
+                                          (["--blob-sigma", "-1"], "--blob-sigma -1"), (["--dim", "1.5"], "--dim 1.5"), (["--teacher", "missing.pt"], "--teacher missing.pt: checkpoint not found")])
 def test_training_settings_that_would_fail_later_are_refused_up_front(spot_data: Path, tmp_path: Path, capsys,
                                                                        flags: list[str], named: str) -> None:
     args = ["train", "--data", str(spot_data), "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress", *flags]

@@ -84,6 +84,30 @@ def test_pasted_targets_are_labelled_on_their_blobs() -> None:
     assert pasted > 30 and checked > pasted  # 0 to 3 per crop, every one on a blob
 
 
+def test_dimming_fades_some_targets_in_place_and_nothing_else() -> None:
+    xy = np.array([[40.3, 50.7], [120.6, 30.2], [3.4, 70.5]])  # the third is cut by the left edge
+    sample = Sample("blobs", blob_image(xy), xy, Path("blobs.png"))
+    dataset = TrainingSet([sample], TrainConfig(img_size=0, dim=0.8), "heatmap")
+    image = dataset.images[0]
+    rows, cols = np.mgrid[:image.shape[0], :image.shape[1]]
+    near = np.zeros(image.shape, bool)
+    for x, y in xy:
+        near |= (np.abs(cols - round(x)) <= 7) & (np.abs(rows - round(y)) <= 7)
+    shares = []
+    for seed in range(40):
+        dimmed = dataset._dim(image, xy, np.random.default_rng(seed))
+        assert np.array_equal(dimmed[~near], image[~near])  # the background stays as it was
+        for x, y in xy[:2]:
+            before, after = (float(a[int(round(y)), int(round(x))] - np.median(image)) for a in (image, dimmed))
+            shares.append(after / before)
+            if after / before < 0.99:  # a dimmed blob is fainter, not moved
+                centre, _ = centroid_and_width(dimmed, x, y)
+                assert np.hypot(*(centre - [x, y])) < 0.15, (seed, x, y, centre)
+    shares = np.array(shares)
+    assert 0.2 <= shares.min() and shares.max() <= 1 + 1e-6  # at most 80% of the contrast is taken away
+    assert 0.3 < np.mean(shares > 1 - 1e-6) < 0.7 and shares.min() < 0.4  # about half are left alone
+
+
 @pytest.mark.parametrize("scale_jitter", [0.0, 0.5])
 def test_a_teachers_map_is_cut_and_turned_with_the_image(scale_jitter: float) -> None:
     # The teacher's "heatmap" here is the standardised image itself: whatever crops, zooms, flips and

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pinpoint.export import check_onnx, onnx_bytes
+from pinpoint.models.pinnet import LOCAL_CONTRAST_FLOOR, local_contrast
 from pinpoint.models.registry import MODELS, create_model
 from pinpoint.predict import inference_settings
 
@@ -27,6 +28,26 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     data = onnx_bytes(model, inference_settings(model, img_size=0 if model.output == "heatmap" else 64, threshold=0.5, top_k=10))
     assert check_onnx(data, model) < 1e-4
 
+
+
+def test_onnx_export_with_the_local_contrast_channel_matches_pytorch() -> None:
+    model = create_model("pinnet-s2d", local_contrast=17).eval()
+    assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
+
+
+def test_local_contrast_is_each_pixel_against_its_own_box_including_at_the_borders() -> None:
+    x = torch.randn(1, 1, 23, 31, dtype=torch.float64)
+    x[0, 0, :, 20:] *= 10  # a busier right part: its pixels are measured against their own spread
+    out = local_contrast(x, 7)[0, 0]
+    image = x[0, 0]
+    for row in range(23):
+        for col in range(31):
+            box = image[max(row - 3, 0):row + 4, max(col - 3, 0):col + 4]
+            expected = (image[row, col] - box.mean()) / torch.sqrt(box.var(unbiased=False) + LOCAL_CONTRAST_FLOOR ** 2)
+            assert abs(float(out[row, col] - expected)) < 1e-9, (row, col)
+    assert float(local_contrast(torch.full((1, 1, 9, 9), 3.0), 5).abs().max()) == 0.0  # flat: nothing stands out
+    with pytest.raises(ValueError, match="odd"):
+        create_model("pinnet-s2d", local_contrast=16)
 
 
 def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> None:

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side when --img-size 0")
     p.add_argument("--paste", type=int, default=defaults.paste,
                    help="copy-paste: add up to N targets cut from other training images to each crop (default %(default)s)")
+    p.add_argument("--dim", type=float, default=defaults.dim,
+                   help="fade half the targets of each crop to a random 1-D..100%% of their contrast, so faint ones "
+                        "are learnt too; 0 = off (default %(default)s)")
     p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
                    help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
@@ -243,7 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
                       threshold_smoothing=args.threshold_smoothing, teacher=args.teacher, teacher_weight=args.teacher_weight,
-                      blob_sigma=args.blob_sigma)
+                      blob_sigma=args.blob_sigma, dim=args.dim)
     train(cfg)
     return 0
 

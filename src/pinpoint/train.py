@@ -221,6 +221,8 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--scale-jitter {cfg.scale_jitter}: must be 0 (off) or positive")
     if not 0 <= cfg.threshold_smoothing < 0.5:
         raise InputError(f"--threshold-smoothing {cfg.threshold_smoothing}: the score window's half-width must be in [0, 0.5)")
+    if not 0 <= cfg.dim <= 1:
+        raise InputError(f"--dim {cfg.dim}: must be between 0 (off) and 1 (a target may fade out entirely)")
     if cfg.paste < 0 or (cfg.paste and cfg.img_size):
         raise InputError(f"--paste {cfg.paste}: must be 0 (off) or positive, and works on crops (--img-size 0)")
     if cfg.blob_sigma < 0:

@@ -208,6 +208,8 @@ class TrainingSet(torch.utils.data.Dataset):
             image, xy = self._crop(image, xy, rng)
             if self.donors:
                 image, xy = self._paste(image, xy, rng)
+        if self.cfg.dim > 0:
+            image = self._dim(image, xy, rng)
         return self._tensors(*self._augment(image, xy, rng))
 
     def whole(self, index: int, stride: int):
@@ -285,6 +287,29 @@ class TrainingSet(torch.utils.data.Dataset):
             image[ty - r:ty + r + 1, tx - r:tx + r + 1] += (patch - np.median(patch)) * PASTE_FADE
             xy = np.vstack([xy, [tx + px - cx, ty + py - cy]])
         return image, xy
+
+    def _dim(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Scale some targets' contrast over their surroundings (patch minus its median, edges faded)
+        down to a share in [1 - cfg.dim, 1], keeping their labels.
+
+        Why: the misses are faint targets, scored far below the bright ones the net mostly learns from;
+        dimmed copies of the labelled targets teach it that a faint blob of the same shape is a target.
+        """
+        image = image.copy()
+        grey = image[..., 0] if image.ndim == 3 else image  # a view: a teacher's map is left as it is
+        height, width = grey.shape
+        r = PASTE_RADIUS
+        for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2):
+            if rng.random() >= 0.5:
+                continue
+            loss = float(rng.uniform(0, self.cfg.dim))  # the share of contrast taken away
+            cx, cy = int(round(x)), int(round(y))
+            top, left = max(cy - r, 0), max(cx - r, 0)
+            bottom, right = min(cy + r + 1, height), min(cx + r + 1, width)
+            patch = grey[top:bottom, left:right]
+            fade = PASTE_FADE[top - (cy - r):bottom - (cy - r), left - (cx - r):right - (cx - r)]
+            patch -= loss * (patch - np.median(patch)) * fade
+        return image
 
     def _augment(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
         cfg = self.cfg
