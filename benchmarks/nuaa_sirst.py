@@ -180,6 +180,8 @@ METHODS: dict[str, dict] = {
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, the stem also sees the image's local contrast (17 px box; models/pinnet.py local_contrast)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}, seed=1),
                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17-seed2": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}, seed=2),
+                                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, a third seed"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 33}),
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, a 33 px box (a target weighs less in its own box's spread)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 33}, seed=1),
