@@ -22,6 +22,7 @@ import torch
 from pinpoint.codecs.heatmap import decode
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import Sample, load_samples, load_stems
+from pinpoint.data.images import read_image
 from pinpoint.metrics import best_threshold, match_points
 from pinpoint.points import Points
 from pinpoint.predict import Detector
@@ -138,8 +139,6 @@ NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 def noise(images: list[Path]) -> None:
     """Each image's noise level in 8-bit grey levels (Immerkaer 1996: mean |response| * sqrt(pi / 2) / 6,
     and its robust form, median |response| * 1.4826 / 6), beside its global spread."""
-    from pinpoint.data.images import read_image
-
     spread, mean_based, median_based, zero_share = [], [], [], []
     for path in images:
         grey = read_image(path).astype(np.float64) * 255

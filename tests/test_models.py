@@ -29,7 +29,6 @@ def test_onnx_export_matches_pytorch(name: str) -> None:
     assert check_onnx(data, model) < 1e-4
 
 
-
 def test_onnx_export_with_the_local_contrast_channel_matches_pytorch() -> None:
     model = create_model("pinnet-s2d", local_contrast=17).eval()
     assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
