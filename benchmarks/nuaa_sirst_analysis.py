@@ -1,11 +1,12 @@
 """Where a trained detector goes wrong on NUAA-SIRST, and two cheap what-ifs, for the notes in README.
 
     python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt            # misses (mask area) and false alarms
+    python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt --split 50_50/train.txt   # ... on its own training images
     python benchmarks/nuaa_sirst_analysis.py thresholds RUN1/best.pt ...   # threshold rules on validation vs best test threshold
     python benchmarks/nuaa_sirst_analysis.py ensemble RUN1/best.pt ...     # heatmaps averaged over several runs
     python benchmarks/nuaa_sirst_analysis.py noise                         # each image's noise level, in grey levels
 
-Scored like the benchmark: the 50/50 test split, one-to-one nearest-first matching within 3 px.
+Scored like the benchmark: the 50/50 test split (or --split), one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
 """
 
@@ -61,13 +62,14 @@ def mask_area(stem: str, xy: np.ndarray, image_shape: tuple[int, int]) -> int:
 def errors(weights: str, test: list[Sample]) -> None:
     detector = Detector.load(weights, device="cpu")
     found = detector.predict_batch([s.image for s in test])
-    missed_areas, false_alarm_gaps = [], []
+    missed_areas, false_alarm_gaps, false_alarm_scores = [], [], []
     for points, sample in zip(found, test):
         match = match_points(points.xy, points.score, sample.xy, MATCH_PX)
         missed_areas += [mask_area(sample.stem, sample.xy[i], sample.image.shape) for i in np.flatnonzero(~match.gt_matched)]
         for i in np.flatnonzero(~match.pred_matched):
             gaps = np.hypot(*(sample.xy - points.xy[i]).T) if len(sample.xy) else np.array([np.inf])
             false_alarm_gaps.append(float(gaps.min()))
+            false_alarm_scores.append(float(points.score[i]))
     tp, fp, targets = f1_counts(found, test, detector.threshold)
     near = sorted(g for g in false_alarm_gaps if g <= 10)
     by_count: dict[str, list[bool]] = {}
@@ -77,6 +79,9 @@ def errors(weights: str, test: list[Sample]) -> None:
     print(f"{weights}: threshold {detector.threshold:.3f}, {targets} targets, {tp} found, {targets - tp} missed, {fp} false alarms")
     print(f"  missed targets' mask areas (px): {sorted(missed_areas)}")
     print(f"  false alarms within 10 px of a target: {len(near)} (distances {', '.join(f'{g:.1f}' for g in near)})")
+    far = sorted(s for g, s in zip(false_alarm_gaps, false_alarm_scores) if g > 10)
+    if far:
+        print(f"  false alarms farther from every target: {len(far)}, scored {far[0]:.2f} to {far[-1]:.2f}")
     below = 0
     for points, low, sample in zip(found, detector.predict_batch([s.image for s in test], conf=0.05), test):
         missed = ~match_points(points.xy, points.score, sample.xy, MATCH_PX).gt_matched
@@ -159,6 +164,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise"])
     parser.add_argument("weights", nargs="*")
+    parser.add_argument("--split", default="50_50/test.txt",
+                        help="the images scored, under splits/ (e.g. 50_50/train.txt: the run's own training images)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA}: NUAA-SIRST not found", file=sys.stderr)
@@ -169,7 +176,7 @@ def main() -> int:
     if not args.weights:
         parser.error(f"{args.what}: give at least one checkpoint")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    test = load_samples(DATA, DATA / "splits" / "50_50" / "test.txt")
+    test = load_samples(DATA, DATA / "splits" / args.split)
     if args.what == "errors":
         for weights in args.weights:
             errors(weights, test)

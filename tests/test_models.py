@@ -49,6 +49,19 @@ def test_local_contrast_is_each_pixel_against_its_own_box_including_at_the_borde
         create_model("pinnet-s2d", local_contrast=16)
 
 
+def test_nested_decoder_uses_every_node_and_exports_to_onnx() -> None:
+    model = create_model("pinnet-s2d", nested=True)
+    nodes = model.decoder.nodes
+    assert sorted(nodes) == ["0_1", "0_2", "0_3", "1_1", "1_2", "2_1"]  # UNet++ over four scales
+    assert nodes["0_3"].fuse[0].in_channels == 4 * 8  # three earlier maps of the finest scale + the upsampled one
+    model(torch.randn(2, 1, 48, 80)).sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not unused, unused
+    model.eval()
+    assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
+    assert not hasattr(create_model("pinnet-s2d"), "decoder")  # the default keeps its layers (and old checkpoints load)
+
+
 def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> None:
     model = create_model("pinnet-s2d-x3")
     x = torch.randn(2, 1, 32, 48)
