@@ -198,6 +198,10 @@ METHODS: dict[str, dict] = {
                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, UNet++ dense nested skips instead of the U-Net decoder (models/pinnet.py NestedDecoder)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"nested": True}, seed=1),
                                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt": {"train": dict(DEFAULT_RECIPE, model_args={"contrast_attention": True}),
+                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, each decoder stage's upsampled map gated by its skip's local contrast (models/pinnet.py Up)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"contrast_attention": True}, seed=1),
+                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt, another seed"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pinpoint.export import check_onnx, onnx_bytes
-from pinpoint.models.pinnet import LOCAL_CONTRAST_FLOOR, local_contrast
+from pinpoint.models.pinnet import LOCAL_CONTRAST_FLOOR, Up, local_contrast
 from pinpoint.models.registry import MODELS, create_model
 from pinpoint.predict import inference_settings
 
@@ -60,6 +60,25 @@ def test_nested_decoder_uses_every_node_and_exports_to_onnx() -> None:
     model.eval()
     assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
     assert not hasattr(create_model("pinnet-s2d"), "decoder")  # the default keeps its layers (and old checkpoints load)
+
+
+def test_contrast_attention_speaks_up_where_the_skip_has_a_small_bright_spot() -> None:
+    block = Up(4, 4, contrast_attention=True)
+    with torch.no_grad():
+        block.gate.weight.fill_(1.0)
+        block.gate.bias.fill_(0.0)
+    skip = torch.full((1, 4, 9, 9), 2.0)  # flat: no local contrast, the gate sits at sigmoid(0)
+    skip[0, :, 4, 4] = 3.0  # one pixel 1 above its 5x5 surroundings, in every channel
+    with torch.no_grad():
+        gated = block.attend(torch.ones(1, 4, 9, 9), skip)[0, 0]
+    assert abs(float(gated[0, 0]) - 1.5) < 1e-6  # far from the spot: 1 + 0.5
+    assert abs(float(gated[4, 4]) - (1 + torch.sigmoid(torch.tensor(4 * 24 / 25)))) < 1e-6  # 4 channels x (1 - 1/25)
+    assert float(gated[4, 4]) == float(gated.max())
+    model = create_model("pinnet-s2d", contrast_attention=True).eval()
+    assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
+    assert not any("gate" in key for key in create_model("pinnet-s2d").state_dict())  # the default is unchanged
+    with pytest.raises(ValueError, match="one decoder"):
+        create_model("pinnet-s2d", nested=True, contrast_attention=True)
 
 
 def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> None:

@@ -42,16 +42,31 @@ class ResBlock(nn.Module):
 
 
 class Up(nn.Module):
-    """1x1 reduce the deep map, upsample x2, add the skip, refine with a 3x3 conv."""
+    """1x1 reduce the deep map, upsample x2, add the skip, refine with a 3x3 conv.
 
-    def __init__(self, deep: int, skip: int):
+    With `contrast_attention`, the upsampled deep map is first scaled, pixel by pixel, by 1 + a gate
+    in (0, 1) read from the skip's local contrast: the skip minus its 5x5 mean, through a 1x1 conv
+    and a sigmoid. The idea comes from ALCNet's bottom-up modulation (Dai et al., TGRS 2021):
+    fine maps that see a small bright spot tell the coarse, semantic maps where to speak up.
+    On NUAA-SIRST it did not raise F1 (README, -catt), so it is off.
+    """
+
+    def __init__(self, deep: int, skip: int, contrast_attention: bool = False):
         super().__init__()
         self.reduce = nn.Sequential(nn.Conv2d(deep, skip, 1, bias=False), nn.BatchNorm2d(skip))
         self.refine = conv_bn_relu(skip, skip)
+        self.gate = nn.Conv2d(skip, 1, 1) if contrast_attention else None
 
     def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(self.reduce(deep), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        if self.gate is not None:
+            up = self.attend(up, skip)
         return self.refine(F.relu(up + skip))
+
+    def attend(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """`up` scaled by 1 + the gate read from `skip`'s local contrast (its 5x5 mean taken over pixels inside)."""
+        contrast = skip - F.avg_pool2d(skip, 5, stride=1, padding=2, count_include_pad=False)
+        return up * (1 + torch.sigmoid(self.gate(contrast)))
 
 
 class NestedUp(nn.Module):
@@ -119,7 +134,8 @@ class PinNet(nn.Module):
     head predicts the block's block**2 heatmap values (PinNetS2D); 1 is the full-resolution PinNet.
     `local_contrast` > 0 (an odd window side) gives the stem the image's local contrast
     (`local_contrast()`) as a second channel beside the image itself. `nested` replaces the
-    U-Net decoder by UNet++'s dense nested skips (NestedDecoder).
+    U-Net decoder by UNet++'s dense nested skips (NestedDecoder); `contrast_attention` gates each
+    decoder stage by the local contrast of its skip (Up).
     """
 
     output = "heatmap"
@@ -127,7 +143,7 @@ class PinNet(nn.Module):
     block = 1
 
     def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), deep_blocks: int = 2,
-                 local_contrast: int = 0, nested: bool = False):
+                 local_contrast: int = 0, nested: bool = False, contrast_attention: bool = False):
         super().__init__()
         if local_contrast < 0 or (local_contrast and local_contrast % 2 == 0):
             raise ValueError(f"local_contrast={local_contrast}: the window side must be odd, or 0 (off)")
@@ -139,12 +155,14 @@ class PinNet(nn.Module):
         self.down3 = nn.Sequential(conv_bn_relu(w2, w3, stride=2), ResBlock(w3))
         self.down4 = nn.Sequential(conv_bn_relu(w3, w4, stride=2),
                                    *[ResBlock(w4, dilation=2 ** (1 + i % 2)) for i in range(deep_blocks)])
+        if nested and contrast_attention:
+            raise ValueError("nested and contrast_attention: choose one decoder")
         if nested:
             self.decoder = NestedDecoder(widths)
         else:
-            self.up3 = Up(w4, w3)
-            self.up2 = Up(w3, w2)
-            self.up1 = Up(w2, w1)
+            self.up3 = Up(w4, w3, contrast_attention)
+            self.up2 = Up(w3, w2, contrast_attention)
+            self.up1 = Up(w2, w1, contrast_attention)
         self.head = nn.Conv2d(w1, self.block ** 2, 1)
         nn.init.constant_(self.head.bias, -math.log((1 - 0.01) / 0.01))
 
@@ -185,8 +203,8 @@ class PinNetS2D(PinNet):
     block = 2
 
     def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48), deep_blocks: int = 2,
-                 local_contrast: int = 0, nested: bool = False):
-        super().__init__(widths, deep_blocks, local_contrast, nested)
+                 local_contrast: int = 0, nested: bool = False, contrast_attention: bool = False):
+        super().__init__(widths, deep_blocks, local_contrast, nested, contrast_attention)
 
     def make_stem(self, cin: int, cout: int) -> nn.Module:
         return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
