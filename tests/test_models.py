@@ -22,16 +22,20 @@ def test_output_shape_and_range(name: str) -> None:
     assert out.min() >= 0 and out.max() <= 1
 
 
+def onnx_gap(model: torch.nn.Module) -> float:
+    """Largest difference between the exported ONNX graph's output and PyTorch's (check_onnx)."""
+    model.eval()
+    data = onnx_bytes(model, inference_settings(model, img_size=0 if model.output == "heatmap" else 64, threshold=0.5, top_k=10))
+    return check_onnx(data, model)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_onnx_export_matches_pytorch(name: str) -> None:
-    model = create_model(name).eval()
-    data = onnx_bytes(model, inference_settings(model, img_size=0 if model.output == "heatmap" else 64, threshold=0.5, top_k=10))
-    assert check_onnx(data, model) < 1e-4
+    assert onnx_gap(create_model(name)) < 1e-4
 
 
 def test_onnx_export_with_the_local_contrast_channel_matches_pytorch() -> None:
-    model = create_model("pinnet-s2d", local_contrast=17).eval()
-    assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
+    assert onnx_gap(create_model("pinnet-s2d", local_contrast=17)) < 1e-4
 
 
 def test_local_contrast_is_each_pixel_against_its_own_box_including_at_the_borders() -> None:
@@ -57,8 +61,7 @@ def test_nested_decoder_uses_every_node_and_exports_to_onnx() -> None:
     model(torch.randn(2, 1, 48, 80)).sum().backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not unused, unused
-    model.eval()
-    assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
+    assert onnx_gap(model) < 1e-4
     assert not hasattr(create_model("pinnet-s2d"), "decoder")  # the default keeps its layers (and old checkpoints load)
 
 
@@ -74,8 +77,7 @@ def test_contrast_attention_speaks_up_where_the_skip_has_a_small_bright_spot() -
     assert abs(float(gated[0, 0]) - 1.5) < 1e-6  # far from the spot: 1 + 0.5
     assert abs(float(gated[4, 4]) - (1 + torch.sigmoid(torch.tensor(4 * 24 / 25)))) < 1e-6  # 4 channels x (1 - 1/25)
     assert float(gated[4, 4]) == float(gated.max())
-    model = create_model("pinnet-s2d", contrast_attention=True).eval()
-    assert check_onnx(onnx_bytes(model, inference_settings(model, img_size=0, threshold=0.5, top_k=10)), model) < 1e-4
+    assert onnx_gap(create_model("pinnet-s2d", contrast_attention=True)) < 1e-4
     assert not any("gate" in key for key in create_model("pinnet-s2d").state_dict())  # the default is unchanged
     with pytest.raises(ValueError, match="one decoder"):
         create_model("pinnet-s2d", nested=True, contrast_attention=True)

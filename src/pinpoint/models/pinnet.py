@@ -147,6 +147,8 @@ class PinNet(nn.Module):
         super().__init__()
         if local_contrast < 0 or (local_contrast and local_contrast % 2 == 0):
             raise ValueError(f"local_contrast={local_contrast}: the window side must be odd, or 0 (off)")
+        if nested and contrast_attention:
+            raise ValueError("nested and contrast_attention: choose one decoder")
         self.local_contrast = local_contrast
         self.nested = nested
         w1, w2, w3, w4 = widths
@@ -155,8 +157,6 @@ class PinNet(nn.Module):
         self.down3 = nn.Sequential(conv_bn_relu(w2, w3, stride=2), ResBlock(w3))
         self.down4 = nn.Sequential(conv_bn_relu(w3, w4, stride=2),
                                    *[ResBlock(w4, dilation=2 ** (1 + i % 2)) for i in range(deep_blocks)])
-        if nested and contrast_attention:
-            raise ValueError("nested and contrast_attention: choose one decoder")
         if nested:
             self.decoder = NestedDecoder(widths)
         else:
