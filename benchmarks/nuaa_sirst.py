@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pinpoint.config import TrainConfig
+from pinpoint.data.synth import synthesize
 from pinpoint.detect import make_detector
 from pinpoint.evaluate import evaluate_dataset
 from pinpoint.files import write_text
@@ -34,17 +35,18 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
 # The seed recipe, spelled out in full so that later changes of TrainConfig's defaults leave it alone.
 SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False, intensity_jitter=0.0,
                    epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1, nms_kernel=3, ema=0.0, snap=False,
-                   threshold_smoothing=0.0, blob_sigma=0.0)
+                   threshold_smoothing=0.0, blob_sigma=0.0, keep="best")
 
 PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal", flip=True,
                      rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine", nms_kernel=3,
-                     ema=0.0, snap=False, threshold_smoothing=0.0, blob_sigma=0.0)
+                     ema=0.0, snap=False, threshold_smoothing=0.0, blob_sigma=0.0, keep="best")
 S2D_RECIPE = dict(PINNET_RECIPE, model="pinnet-s2d", epochs=100, crop_size=192, crop_on_target=0.5)
 S2D_EMA_RECIPE = dict(S2D_RECIPE, nms_kernel=7, ema=0.995)  # the base of the later s2d attempts
 B8_RECIPE = dict(S2D_EMA_RECIPE, batch=8)  # the base of the attempts after batch 8 was adopted
 SNAP_RECIPE = dict(B8_RECIPE, snap=True)
 THS_RECIPE = dict(SNAP_RECIPE, threshold_smoothing=0.1)  # the default before blob-wide targets
-DEFAULT_RECIPE = dict(THS_RECIPE, blob_sigma=1.0)  # what `pinpoint train` does with no options
+BEST_EPOCH_RECIPE = dict(THS_RECIPE, blob_sigma=1.0)  # the default before best.pt held the final epoch
+DEFAULT_RECIPE = dict(BEST_EPOCH_RECIPE, keep="last")  # what `pinpoint train` does with no options
 
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
@@ -134,11 +136,11 @@ METHODS: dict[str, dict] = {
     "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-seed1": {"train": dict(THS_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                       "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths, another seed"},
     # "superseded": the row was scored by code since changed (named commit); it is never marked as the default
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1": {"train": DEFAULT_RECIPE, "superseded": "211315e",
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1": {"train": BEST_EPOCH_RECIPE, "superseded": "211315e",
                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, each target's gaussian as wide as its half-maximum blob's radius (at least sigma 2); scored before blob merging (reproduce at commit 211315e)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(BEST_EPOCH_RECIPE, seed=1),
                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, another seed (scored with the decoding of commit 211315e, before blob merging)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed2": {"train": dict(DEFAULT_RECIPE, seed=2),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-seed2": {"train": dict(BEST_EPOCH_RECIPE, seed=2),
                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, a third seed (scored with the decoding of commit 211315e, before blob merging)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-seed2": {"train": dict(THS_RECIPE, seed=2),
                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, a third seed"},
@@ -146,62 +148,74 @@ METHODS: dict[str, dict] = {
                                                     "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, 1.5 times the blob's radius"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5-seed1": {"train": dict(THS_RECIPE, blob_sigma=1.5, seed=1),
                                                           "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1.5, another seed"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3"),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1": {"train": dict(BEST_EPOCH_RECIPE, model="pinnet-s2d-x3"),
                                                       "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, three PinNetS2D members trained together, heatmaps averaged (scored with the decoding of commit 211315e, before blob merging)"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3", seed=1),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-seed1": {"train": dict(BEST_EPOCH_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                             "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1, another seed (scored with the decoding of commit 211315e, before blob merging)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge": {"train": DEFAULT_RECIPE,
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge": {"train": BEST_EPOCH_RECIPE,
                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1, a point inside another point's blob (or the other way round) and at least half as high is the same target: one point, on its largest blob's centroid"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(BEST_EPOCH_RECIPE, seed=1),
                                                               "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-seed2": {"train": dict(DEFAULT_RECIPE, seed=2),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-seed2": {"train": dict(BEST_EPOCH_RECIPE, seed=2),
                                                               "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, a third seed"},
-    "pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge": {"train": dict(DEFAULT_RECIPE, epochs=150),
+    "pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge": {"train": dict(BEST_EPOCH_RECIPE, epochs=150),
                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, 150 epochs (the default misses faint targets even on its training images)"},
-    "pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(DEFAULT_RECIPE, epochs=150, seed=1),
+    "pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(BEST_EPOCH_RECIPE, epochs=150, seed=1),
                                                               "note": "as pinnet-s2d-e150-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3"),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge": {"train": dict(BEST_EPOCH_RECIPE, model="pinnet-s2d-x3"),
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, three PinNetS2D members trained together, heatmaps averaged"},
-    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(DEFAULT_RECIPE, model="pinnet-s2d-x3", seed=1),
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(BEST_EPOCH_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                                   "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3": {"train": dict(DEFAULT_RECIPE, intensity_jitter=0.3),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3": {"train": dict(BEST_EPOCH_RECIPE, intensity_jitter=0.3),
                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, gain and offset jitter 0.3 instead of 0.1 (faint targets are missed: the net sees few contrasts)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3-seed1": {"train": dict(DEFAULT_RECIPE, intensity_jitter=0.3, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3-seed1": {"train": dict(BEST_EPOCH_RECIPE, intensity_jitter=0.3, seed=1),
                                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-dim0.6": {"train": dict(DEFAULT_RECIPE, dim=0.6),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-dim0.6": {"train": dict(BEST_EPOCH_RECIPE, dim=0.6),
                                                               "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, half the targets in a crop keep 40 to 100% of their contrast (the misses are faint)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-dim0.6-seed1": {"train": dict(DEFAULT_RECIPE, dim=0.6, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-dim0.6-seed1": {"train": dict(BEST_EPOCH_RECIPE, dim=0.6, seed=1),
                                                                     "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-dim0.6, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-c128": {"train": dict(DEFAULT_RECIPE, crop_size=128),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-c128": {"train": dict(BEST_EPOCH_RECIPE, crop_size=128),
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, 128 px crops (256 px crops had scored below 192)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-c128-seed1": {"train": dict(DEFAULT_RECIPE, crop_size=128, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-c128-seed1": {"train": dict(BEST_EPOCH_RECIPE, crop_size=128, seed=1),
                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-c128, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 17}),
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, the stem also sees the image's local contrast (17 px box; models/pinnet.py local_contrast)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17-seed1": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 17}, seed=1),
                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17-seed2": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}, seed=2),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17-seed2": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 17}, seed=2),
                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, a third seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 33}),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 33}),
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, a 33 px box (a target weighs less in its own box's spread)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 33}, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33-seed1": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 33}, seed=1),
                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc33, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc9": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 9}),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc9": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 9}),
                                                            "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc17, a 9 px box (33 px had lost precision)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc9-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 9}, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc9-seed1": {"train": dict(BEST_EPOCH_RECIPE, model_args={"local_contrast": 9}, seed=1),
                                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-lc9, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-wmse": {"train": dict(DEFAULT_RECIPE, loss="weighted-mse"),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-wmse": {"train": dict(BEST_EPOCH_RECIPE, loss="weighted-mse"),
                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, squared error weighted by 1 + 100 x target instead of the focal loss"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-wmse-seed1": {"train": dict(DEFAULT_RECIPE, loss="weighted-mse", seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-wmse-seed1": {"train": dict(BEST_EPOCH_RECIPE, loss="weighted-mse", seed=1),
                                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-wmse, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest": {"train": dict(DEFAULT_RECIPE, model_args={"nested": True}),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest": {"train": dict(BEST_EPOCH_RECIPE, model_args={"nested": True}),
                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, UNet++ dense nested skips instead of the U-Net decoder (models/pinnet.py NestedDecoder)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"nested": True}, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest-seed1": {"train": dict(BEST_EPOCH_RECIPE, model_args={"nested": True}, seed=1),
                                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-nest, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt": {"train": dict(DEFAULT_RECIPE, model_args={"contrast_attention": True}),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt": {"train": dict(BEST_EPOCH_RECIPE, model_args={"contrast_attention": True}),
                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, each decoder stage's upsampled map gated by its skip's local contrast (models/pinnet.py Up)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"contrast_attention": True}, seed=1),
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt-seed1": {"train": dict(BEST_EPOCH_RECIPE, model_args={"contrast_attention": True}, seed=1),
                                                                    "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-catt, another seed"},
+    # best.pt holds the final epoch's weights instead of the best validation epoch's (keep="last")
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last": {"train": DEFAULT_RECIPE,
+                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, the final epoch's weights kept instead of the best validation epoch's (validation still sets the threshold)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed1": {"train": dict(DEFAULT_RECIPE, seed=1),
+                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, another seed"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed2": {"train": dict(DEFAULT_RECIPE, seed=2),
+                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, a third seed"},
+    # "pretrain": first trained on pinpoint's synthetic frames (pretrain_on_synthetic), then on the data from those weights
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-syn": {"train": DEFAULT_RECIPE, "pretrain": dict(n=1000, epochs=20, data_seed=7),
+                                                                 "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, started from weights trained 20 epochs on 1000 synthetic frames (pinpoint synth; train min include it)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-syn-seed1": {"train": dict(DEFAULT_RECIPE, seed=1), "pretrain": dict(n=1000, epochs=20, data_seed=7),
+                                                                       "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-syn, another seed"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
@@ -251,10 +265,14 @@ def main() -> int:
                               teacher=str(teacher / "best.pt") if teacher else "", **recipe["train"])
             if not (args.reuse and (run / "best.pt").is_file()):
                 started = time.time()
+                if "pretrain" in recipe:  # part of training from scratch, so its minutes count
+                    cfg.init = str(pretrain_on_synthetic(run, seed=cfg.seed, **recipe["pretrain"]) / "best.pt")
                 train(cfg)
                 row["train_minutes"] = (time.time() - started) / 60
             else:
                 row["train_minutes"] = logged_minutes(run / "log.csv")
+                if "pretrain" in recipe:
+                    row["train_minutes"] += logged_minutes(run.parent / f"{run.name}-pretrain" / "log.csv")
             if teacher:  # from scratch, the student costs its teacher's training too
                 row["train_minutes"] += logged_minutes(teacher / "log.csv")
             model = create_model(cfg.model, **cfg.model_args)
@@ -275,6 +293,15 @@ def main() -> int:
     return 0
 
 
+def pretrain_on_synthetic(run: Path, n: int, epochs: int, data_seed: int, seed: int) -> Path:
+    """Train the default model on `n` frames of pinpoint's synthetic generator (90% train, 10%
+    validation) for `epochs` epochs; returns the run folder whose best.pt a row starts from."""
+    frames = synthesize(run.parent / f"{run.name}-synthetic", n, seed=data_seed, splits=(0.9, 0.1, 0.0))
+    return train(TrainConfig(data=str(frames), split=str(frames / "splits" / "train.txt"),
+                             val_split=str(frames / "splits" / "val.txt"), epochs=epochs, seed=seed,
+                             out=str(run.parent / f"{run.name}-pretrain"), progress=False))
+
+
 # The rows drawn together in pr_<name>_all.png (with the default): one per family, so the plot stays legible.
 OVERVIEW = ("tophat", "local-contrast", "regression-seed", "heatmap-seed", "pinnet-c192-e100", "pinnet-s2d-e100-nms7-ema-b8")
 
@@ -287,7 +314,7 @@ def overview_curves(rows: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float
 
 def is_default_recipe(recipe: dict) -> bool:
     """Whether a row trains exactly what `pinpoint train` does with no options."""
-    if "train" not in recipe or "teacher" in recipe or "superseded" in recipe:
+    if "train" not in recipe or "teacher" in recipe or "pretrain" in recipe or "superseded" in recipe:
         return False
     ignored = {"data", "split", "val_split", "out", "progress"}
     trained, default = TrainConfig(**recipe["train"]).to_dict(), TrainConfig().to_dict()

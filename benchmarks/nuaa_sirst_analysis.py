@@ -5,6 +5,7 @@
     python benchmarks/nuaa_sirst_analysis.py thresholds RUN1/best.pt ...   # threshold rules on validation vs best test threshold
     python benchmarks/nuaa_sirst_analysis.py ensemble RUN1/best.pt ...     # heatmaps averaged over several runs
     python benchmarks/nuaa_sirst_analysis.py noise                         # each image's noise level, in grey levels
+    python benchmarks/nuaa_sirst_analysis.py epochs RUN1 RUN2 ...          # best.pt (best validation epoch) vs last.pt
 
 Scored like the benchmark: the 50/50 test split (or --split), one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
@@ -13,6 +14,7 @@ Every run is read from its checkpoint alone, with the threshold it chose on its 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from pinpoint.codecs.heatmap import decode
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import Sample, load_samples, load_stems
 from pinpoint.data.images import read_image
+from pinpoint.errors import InputError
 from pinpoint.metrics import best_threshold, match_points
 from pinpoint.points import Points
 from pinpoint.predict import Detector
@@ -141,6 +144,41 @@ def ensemble(weights_list: list[str], test: list[Sample]) -> None:
 NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 
 
+def epochs(run_dirs: list[str], test: list[Sample]) -> None:
+    """Test F1 of each run's best.pt against its last.pt (the final epoch), each at its own stored
+    threshold: is the epoch a few dozen validation targets pick better than the final weights?
+
+    Runs whose last.pt is byte-identical to one already scored (copied run folders) count once.
+    """
+    seen, gains, early = set(), [], []
+    for run in map(Path, run_dirs):
+        if not ((run / "best.pt").is_file() and (run / "last.pt").is_file()):
+            continue
+        digest = hashlib.sha256((run / "last.pt").read_bytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        scores, picked = [], 0
+        for name in ("best.pt", "last.pt"):
+            try:
+                detector = Detector.load(run / name, device="cpu")
+            except InputError as exc:  # a run of a model since removed
+                print(f"{run}: skipped ({exc})")
+                break
+            found = detector.predict_batch([s.image for s in test])
+            scores.append(f1_at(found, test, detector.threshold))
+            picked = picked or torch.load(run / name, map_location="cpu", weights_only=False)["epoch"]
+        else:
+            total = TrainConfig.from_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["config"]).epochs
+            gains.append(scores[1] - scores[0])
+            early.append(picked < 0.7 * total)
+            print(f"{run}: best.pt (epoch {picked}/{total}) F1 {scores[0]:.4f}, last.pt {scores[1]:.4f}")
+    gain, early = np.array(gains), np.array(early)
+    print(f"{len(gain)} runs: mean F1 gain of last.pt {gain.mean():+.4f} (standard error {gain.std(ddof=1) / np.sqrt(len(gain)):.4f}); "
+          f"better in {(gain > 1e-9).sum()}, worse in {(gain < -1e-9).sum()}, equal in {(abs(gain) <= 1e-9).sum()}; "
+          f"best epoch before 70% of the run: {early.sum()} runs, mean gain {gain[early].mean() if early.any() else float('nan'):+.4f}")
+
+
 def noise(images: list[Path]) -> None:
     """Each image's noise level in 8-bit grey levels (Immerkaer 1996: mean |response| * sqrt(pi / 2) / 6,
     and its robust form, median |response| * 1.4826 / 6), beside its global spread."""
@@ -162,7 +200,7 @@ def noise(images: list[Path]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise"])
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs"])
     parser.add_argument("weights", nargs="*")
     parser.add_argument("--split", default="50_50/test.txt",
                         help="the images scored, under splits/ (e.g. 50_50/train.txt: the run's own training images)")
@@ -182,6 +220,8 @@ def main() -> int:
             errors(weights, test)
     elif args.what == "thresholds":
         thresholds(args.weights, test)
+    elif args.what == "epochs":
+        epochs(args.weights, test)
     else:
         ensemble(args.weights, test)
     return 0

@@ -196,3 +196,45 @@ def test_a_teacher_trained_on_resized_images_is_refused(spot_data: Path, tmp_pat
                       model="heatmap", crop_size=64, epochs=1, teacher=str(resized / "best.pt"), progress=False)
     with pytest.raises(InputError, match="native resolution"):
         train(cfg)
+
+
+def test_init_starts_from_a_checkpoints_weights(heatmap_run: Path, spot_data: Path, tmp_path: Path) -> None:
+    # lr 0 and no weight average: what best.pt holds after one epoch is exactly what training started from
+    run = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
+                            out=str(tmp_path), model="heatmap", crop_size=64, epochs=1, lr=0.0, ema=0.0,
+                            init=str(heatmap_run / "best.pt"), progress=False))
+    source = torch.load(heatmap_run / "best.pt", weights_only=False)["model"]
+    started = torch.load(run / "best.pt", weights_only=False)["model"]
+    weights = [k for k in source if k.endswith(".weight")]
+    assert weights and all(torch.equal(source[k], started[k]) for k in weights)
+    assert read_log(run)[0]["val_f1"] >= 0.9  # a random network finds nothing after an epoch at lr 0
+
+
+@pytest.mark.parametrize("model, init, message", [
+    ("pinnet-s2d", "best.pt", "not the one being trained"),
+    ("heatmap", "missing.pt", "--init .*not found"),
+])
+def test_init_from_another_network_or_no_file_is_refused(heatmap_run: Path, spot_data: Path, tmp_path: Path,
+                                                         model: str, init: str, message: str) -> None:
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path), model=model,
+                      crop_size=64, epochs=1, init=str(heatmap_run / init), progress=False)
+    with pytest.raises(InputError, match=message):
+        train(cfg)
+
+
+def test_best_pt_holds_the_final_epoch_unless_asked_for_the_best_validation_one(heatmap_run: Path) -> None:
+    from pinpoint.train import _best_epoch
+
+    assert torch.load(heatmap_run / "best.pt", weights_only=False)["epoch"] == len(read_log(heatmap_run)) == 15
+    history = [{"epoch": 1, "val_f1": 0.90, "val_ap": 0.9, "val_loss": 1.0, "train_loss": 2.0},
+               {"epoch": 2, "val_f1": 0.95, "val_ap": 0.8, "val_loss": 0.9, "train_loss": 1.5},  # a lucky epoch
+               {"epoch": 3, "val_f1": 0.92, "val_ap": 0.9, "val_loss": 0.8, "train_loss": 1.0}]
+    assert _best_epoch(history, has_val=True, keep="last") == 3
+    assert _best_epoch(history, has_val=True, keep="best") == 2
+    assert _best_epoch(history, has_val=False, keep="best") == 3  # the lowest training loss
+
+
+def test_an_unknown_keep_rule_is_refused(spot_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--keep"):
+        train(TrainConfig(data=str(spot_data), out=str(tmp_path), model="heatmap", crop_size=64, epochs=1,
+                          keep="median", progress=False))

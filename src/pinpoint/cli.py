@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="widen each target's gaussian to this many times its bright blob's radius, at least "
                         "--sigma (extended targets); 0 = off (default %(default)s)")
     p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"])
+    p.add_argument("--keep", choices=("last", "best"), default=defaults.keep,
+                   help="the epoch best.pt holds: last (default; validation still picks the threshold) or best (highest validation F1)")
+    p.add_argument("--init", default=defaults.init, metavar="CKPT",
+                   help="start from this checkpoint's weights (fine-tuning); the same --model it was trained with")
     p.add_argument("--teacher", default=defaults.teacher, metavar="CKPT",
                    help="distillation: also learn this trained heatmap model's heatmaps of the training images "
                         "(e.g. a pinnet-s2d-x3 run's best.pt)")
@@ -246,7 +250,7 @@ def run_train(args: argparse.Namespace) -> int:
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
                       threshold_smoothing=args.threshold_smoothing, teacher=args.teacher, teacher_weight=args.teacher_weight,
-                      blob_sigma=args.blob_sigma, dim=args.dim)
+                      blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep)
     train(cfg)
     return 0
 

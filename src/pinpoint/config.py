@@ -21,6 +21,8 @@ class TrainConfig:
     # model
     model: str = "pinnet-s2d"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments
+    # a checkpoint of the same model whose weights training starts from (fine-tuning), "" = random weights
+    init: str = ""
     # geometry: crops of crop_size at native resolution (img_size = 0), with inference at native size,
     # or every image resized to img_size x img_size (the seed recipe: 256)
     img_size: int = 0
@@ -52,6 +54,9 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     ema: float = 0.995  # decay of the moving average of the weights that validation and checkpoints use; 0 = off
+    # which epoch best.pt holds: "last" (the final weights; validation still sets the threshold and snapping)
+    # or "best" (the highest validation F1): on a few dozen validation targets the best epoch is mostly the luckiest
+    keep: str = "last"
     schedule: str = "cosine"  # "cosine" (to 1% of lr) or "step" (x lr_gamma every lr_step epochs, the seed's)
     lr_step: int = 10
     lr_gamma: float = 0.1
@@ -88,4 +93,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        # runs saved before `keep` existed kept the best validation epoch; a resumed one goes on doing so
+        values = {"keep": "best", **values}
         return cls(**{k: v for k, v in values.items() if k in known})
