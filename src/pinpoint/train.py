@@ -91,16 +91,16 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     channels_last = cfg.channels_last and device.type == "cuda"
     out = Path(cfg.out)
 
+    model = create_model(cfg.model, **cfg.model_args).to(device)
+    check_settings(cfg, model)  # before reading a large dataset, so a wrong setting fails at once
+    if cfg.init and state is None:  # a resumed run's own weights come from its last.pt
+        load_initial_weights(model, cfg.init)
     skipped: list[str] | None = [] if cfg.skip_bad else None
     train_stems, val_stems = split_stems(cfg, skipped)
     train_samples = load_stems(cfg.data, train_stems, skipped)
     val_samples = load_stems(cfg.data, val_stems, skipped)
     if not train_samples:
         raise InputError(f"{cfg.data}: no usable training image ({len(skipped or [])} bad file(s) skipped)")
-    model = create_model(cfg.model, **cfg.model_args).to(device)
-    check_settings(cfg, model)
-    if cfg.init and state is None:  # a resumed run's own weights come from its last.pt
-        load_initial_weights(model, cfg.init)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     soft = teacher_heatmaps(cfg.teacher, train_samples, device) if cfg.teacher else None
