@@ -216,6 +216,15 @@ METHODS: dict[str, dict] = {
                                                                  "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, started from weights trained 20 epochs on 1000 synthetic frames (pinpoint synth; train min include it)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-syn-seed1": {"train": dict(DEFAULT_RECIPE, seed=1), "pretrain": dict(n=1000, epochs=20, data_seed=7),
                                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-syn, another seed"},
+    # "refit": trained as usual, then again on every training image with the threshold the held-out ones chose (refit_config)
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit": {"train": DEFAULT_RECIPE, "refit": True,
+                                                                   "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, trained again on all 213 training images with the threshold and snap choice of that run (train min include both)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit-seed1": {"train": dict(DEFAULT_RECIPE, seed=1), "refit": True,
+                                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit, seed 1"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit-seed2": {"train": dict(DEFAULT_RECIPE, seed=2), "refit": True,
+                                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit, seed 2"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit-seed3": {"train": dict(DEFAULT_RECIPE, seed=3), "refit": True,
+                                                                         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit, seed 3"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
@@ -267,12 +276,15 @@ def main() -> int:
                 started = time.time()
                 if "pretrain" in recipe:  # part of training from scratch, so its minutes count
                     cfg.init = str(pretrain_on_synthetic(run, seed=cfg.seed, **recipe["pretrain"]) / "best.pt")
+                if recipe.get("refit"):  # so does the run whose held-out images chose the threshold
+                    cfg = refit_config(cfg, run)
                 train(cfg)
                 row["train_minutes"] = (time.time() - started) / 60
             else:
                 row["train_minutes"] = logged_minutes(run / "log.csv")
-                if "pretrain" in recipe:
-                    row["train_minutes"] += logged_minutes(run.parent / f"{run.name}-pretrain" / "log.csv")
+                for first in ("pretrain", "heldout"):
+                    if (run.parent / f"{run.name}-{first}" / "log.csv").is_file():
+                        row["train_minutes"] += logged_minutes(run.parent / f"{run.name}-{first}" / "log.csv")
             if teacher:  # from scratch, the student costs its teacher's training too
                 row["train_minutes"] += logged_minutes(teacher / "log.csv")
             model = create_model(cfg.model, **cfg.model_args)
@@ -302,6 +314,15 @@ def pretrain_on_synthetic(run: Path, n: int, epochs: int, data_seed: int, seed: 
                              out=str(run.parent / f"{run.name}-pretrain"), progress=False))
 
 
+def refit_config(cfg: TrainConfig, run: Path) -> TrainConfig:
+    """Train `cfg` as usual (validation carved out) into RUN-heldout, then return the same recipe on
+    every training image, with the threshold and snap choice that the held-out images made."""
+    first = train(TrainConfig.from_dict({**cfg.to_dict(), "out": str(run.parent / f"{run.name}-heldout")}))
+    chosen = torch.load(first / "best.pt", map_location="cpu", weights_only=False)["inference"]
+    return TrainConfig.from_dict({**cfg.to_dict(), "val_fraction": 0.0, "tune_threshold": False,
+                                  "threshold": chosen["threshold"], "snap": chosen["snap"]})
+
+
 # The rows drawn together in pr_<name>_all.png (with the default): one per family, so the plot stays legible.
 OVERVIEW = ("tophat", "local-contrast", "regression-seed", "heatmap-seed", "pinnet-c192-e100", "pinnet-s2d-e100-nms7-ema-b8")
 
@@ -314,7 +335,7 @@ def overview_curves(rows: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float
 
 def is_default_recipe(recipe: dict) -> bool:
     """Whether a row trains exactly what `pinpoint train` does with no options."""
-    if "train" not in recipe or "teacher" in recipe or "pretrain" in recipe or "superseded" in recipe:
+    if "train" not in recipe or any(key in recipe for key in ("teacher", "pretrain", "refit", "superseded")):
         return False
     ignored = {"data", "split", "val_split", "out", "progress"}
     trained, default = TrainConfig(**recipe["train"]).to_dict(), TrainConfig().to_dict()
