@@ -238,3 +238,13 @@ def test_an_unknown_keep_rule_is_refused(spot_data: Path, tmp_path: Path) -> Non
     with pytest.raises(InputError, match="--keep"):
         train(TrainConfig(data=str(spot_data), out=str(tmp_path), model="heatmap", crop_size=64, epochs=1,
                           keep="median", progress=False))
+
+
+def test_init_from_an_exported_onnx_file_is_refused(heatmap_run: Path, spot_data: Path, tmp_path: Path) -> None:
+    from pinpoint.export import export_onnx
+
+    onnx_file = export_onnx(heatmap_run / "best.pt", tmp_path / "model.onnx")
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path / "run"), model="heatmap",
+                      crop_size=64, epochs=1, init=str(onnx_file), progress=False)
+    with pytest.raises(InputError, match="ONNX file has no trainable weights"):
+        train(cfg)
