@@ -248,3 +248,9 @@ def test_init_from_an_exported_onnx_file_is_refused(heatmap_run: Path, spot_data
                       crop_size=64, epochs=1, init=str(onnx_file), progress=False)
     with pytest.raises(InputError, match="ONNX file has no trainable weights"):
         train(cfg)
+
+
+def test_a_config_saved_before_keep_existed_reads_as_best() -> None:
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "keep"}  # what an older checkpoint holds
+    assert TrainConfig.from_dict(old).keep == "best"  # a resumed old run goes on keeping its best epoch
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).keep == "last"
