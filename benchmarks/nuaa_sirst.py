@@ -275,16 +275,15 @@ def main() -> int:
             if not (args.reuse and (run / "best.pt").is_file()):
                 started = time.time()
                 if "pretrain" in recipe:  # part of training from scratch, so its minutes count
-                    cfg.init = str(pretrain_on_synthetic(run, seed=cfg.seed, **recipe["pretrain"]) / "best.pt")
+                    cfg.init = str(pretrain_on_synthetic(first_run(run, recipe), seed=cfg.seed, **recipe["pretrain"]) / "best.pt")
                 if recipe.get("refit"):  # so does the run whose held-out images chose the threshold
-                    cfg = refit_config(cfg, run)
+                    cfg = refit_config(cfg, first_run(run, recipe))
                 train(cfg)
                 row["train_minutes"] = (time.time() - started) / 60
             else:
                 row["train_minutes"] = logged_minutes(run / "log.csv")
-                for first in ("pretrain", "heldout"):
-                    if (run.parent / f"{run.name}-{first}" / "log.csv").is_file():
-                        row["train_minutes"] += logged_minutes(run.parent / f"{run.name}-{first}" / "log.csv")
+                if first_run(run, recipe):
+                    row["train_minutes"] += logged_minutes(first_run(run, recipe) / "log.csv")
             if teacher:  # from scratch, the student costs its teacher's training too
                 row["train_minutes"] += logged_minutes(teacher / "log.csv")
             model = create_model(cfg.model, **cfg.model_args)
@@ -305,19 +304,28 @@ def main() -> int:
     return 0
 
 
-def pretrain_on_synthetic(run: Path, n: int, epochs: int, data_seed: int, seed: int) -> Path:
-    """Train the default model on `n` frames of pinpoint's synthetic generator (90% train, 10%
-    validation) for `epochs` epochs; returns the run folder whose best.pt a row starts from."""
-    frames = synthesize(run.parent / f"{run.name}-synthetic", n, seed=data_seed, splits=(0.9, 0.1, 0.0))
+def first_run(run: Path, recipe: dict) -> Path | None:
+    """The folder of the training a row does before its own (RUN-pretrain or RUN-heldout), if any."""
+    if "pretrain" in recipe:
+        return run.parent / f"{run.name}-pretrain"
+    if recipe.get("refit"):
+        return run.parent / f"{run.name}-heldout"
+    return None
+
+
+def pretrain_on_synthetic(out: Path, n: int, epochs: int, data_seed: int, seed: int) -> Path:
+    """Train the default model into `out` on `n` frames of pinpoint's synthetic generator (90% train,
+    10% validation, written beside it) for `epochs` epochs; a row starts from its best.pt."""
+    frames = synthesize(out.parent / f"{out.name}-synthetic", n, seed=data_seed, splits=(0.9, 0.1, 0.0))
     return train(TrainConfig(data=str(frames), split=str(frames / "splits" / "train.txt"),
                              val_split=str(frames / "splits" / "val.txt"), epochs=epochs, seed=seed,
-                             out=str(run.parent / f"{run.name}-pretrain"), progress=False))
+                             out=str(out), progress=False))
 
 
-def refit_config(cfg: TrainConfig, run: Path) -> TrainConfig:
-    """Train `cfg` as usual (validation carved out) into RUN-heldout, then return the same recipe on
+def refit_config(cfg: TrainConfig, out: Path) -> TrainConfig:
+    """Train `cfg` as usual (validation carved out) into `out`, then return the same recipe on
     every training image, with the threshold and snap choice that the held-out images made."""
-    first = train(TrainConfig.from_dict({**cfg.to_dict(), "out": str(run.parent / f"{run.name}-heldout")}))
+    first = train(TrainConfig.from_dict({**cfg.to_dict(), "out": str(out)}))
     chosen = torch.load(first / "best.pt", map_location="cpu", weights_only=False)["inference"]
     return TrainConfig.from_dict({**cfg.to_dict(), "val_fraction": 0.0, "tune_threshold": False,
                                   "threshold": chosen["threshold"], "snap": chosen["snap"]})

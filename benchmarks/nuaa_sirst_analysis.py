@@ -158,21 +158,17 @@ def epochs(run_dirs: list[str], test: list[Sample]) -> None:
         if digest in seen:
             continue
         seen.add(digest)
-        scores, picked = [], 0
-        for name in ("best.pt", "last.pt"):
-            try:
-                detector = Detector.load(run / name, device="cpu")
-            except InputError as exc:  # a run of a model since removed
-                print(f"{run}: skipped ({exc})")
-                break
-            found = detector.predict_batch([s.image for s in test])
-            scores.append(f1_at(found, test, detector.threshold))
-            picked = picked or torch.load(run / name, map_location="cpu", weights_only=False)["epoch"]
-        else:
-            total = TrainConfig.from_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["config"]).epochs
-            gains.append(scores[1] - scores[0])
-            early.append(picked < 0.7 * total)
-            print(f"{run}: best.pt (epoch {picked}/{total}) F1 {scores[0]:.4f}, last.pt {scores[1]:.4f}")
+        try:
+            detectors = [Detector.load(run / name, device="cpu") for name in ("best.pt", "last.pt")]
+        except InputError as exc:  # a run of a model since removed
+            print(f"{run}: skipped ({exc})")
+            continue
+        best, last = (f1_at(d.predict_batch([s.image for s in test]), test, d.threshold) for d in detectors)
+        best_ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+        picked, total = best_ckpt["epoch"], best_ckpt["config"]["epochs"]
+        gains.append(last - best)
+        early.append(picked < 0.7 * total)
+        print(f"{run}: best.pt (epoch {picked}/{total}) F1 {best:.4f}, last.pt {last:.4f}")
     gain, early = np.array(gains), np.array(early)
     print(f"{len(gain)} runs: mean F1 gain of last.pt {gain.mean():+.4f} (standard error {gain.std(ddof=1) / np.sqrt(len(gain)):.4f}); "
           f"better in {(gain > 1e-9).sum()}, worse in {(gain < -1e-9).sum()}, equal in {(abs(gain) <= 1e-9).sum()}; "

@@ -239,14 +239,20 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
 
 
+def load_flag_checkpoint(flag: str, path: str, device: str) -> Detector:
+    """A checkpoint given to a training flag; a missing file or a non-checkpoint is Detector.load's
+    one-line error, under the flag's name."""
+    try:
+        return Detector.load(path, device)
+    except InputError as exc:
+        raise InputError(f"{flag} {exc}") from None
+
+
 def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     """Start from a trained checkpoint's weights instead of random ones: fine-tuning on new labels,
     or on a user's own images after training elsewhere. Only the weights carry over; the
     optimizer, schedule and threshold start afresh with this run's settings."""
-    try:
-        source = Detector.load(path, "cpu")
-    except InputError as exc:  # missing or not a checkpoint: Detector.load's message, under the flag's name
-        raise InputError(f"--init {exc}") from None
+    source = load_flag_checkpoint("--init", path, "cpu")
     if source.model is None:
         raise InputError(f"--init {path}: an exported ONNX file has no trainable weights; give the run's best.pt or last.pt")
     theirs, ours = source.model.state_dict(), model.state_dict()
@@ -259,10 +265,7 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
 def teacher_heatmaps(path: str, samples: list[Sample], device: torch.device) -> list[np.ndarray]:
     """A trained heatmap model's output on each whole training image, in the image's pixels, computed
     once before training: crops and turns then cut the same window of it as of the image."""
-    try:
-        teacher = Detector.load(path, str(device))
-    except InputError as exc:  # missing or not a checkpoint: Detector.load's message, under the flag's name
-        raise InputError(f"--teacher {exc}") from None
+    teacher = load_flag_checkpoint("--teacher", path, str(device))
     if teacher.settings["output"] != "heatmap" or teacher.settings["img_size"]:
         raise InputError(f"--teacher {path}: a teacher must be a heatmap model trained on crops at native resolution (--img-size 0)")
     maps = []
@@ -527,7 +530,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def selection_key(row: dict[str, Any], has_val: bool, keep: str = "best") -> tuple:
+def selection_key(row: dict[str, Any], has_val: bool, keep: str) -> tuple:
     """What makes an epoch the one best.pt keeps (the highest key wins).
 
     "last": the later epoch. Why: the cosine schedule ends at 1% of the learning rate and the
@@ -541,7 +544,7 @@ def selection_key(row: dict[str, Any], has_val: bool, keep: str = "best") -> tup
     return (row["val_f1"], row["val_ap"], -row["val_loss"]) if has_val else (-row["train_loss"],)
 
 
-def _best_epoch(history: list[dict[str, Any]], has_val: bool, keep: str = "best") -> int:
+def _best_epoch(history: list[dict[str, Any]], has_val: bool, keep: str) -> int:
     return max(history, key=lambda row: selection_key(row, has_val, keep))["epoch"]
 
 
