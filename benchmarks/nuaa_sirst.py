@@ -225,12 +225,6 @@ METHODS: dict[str, dict] = {
                                                                          "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit, seed 2"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit-seed3": {"train": dict(DEFAULT_RECIPE, seed=3), "refit": True,
                                                                          "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-refit, seed 3"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-hard0.5": {"train": dict(DEFAULT_RECIPE, hard_negatives=0.5),
-                                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, half the background crops centred near the model's own false alarms on its training images (found again every 5 epochs)"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-hard0.5-seed1": {"train": dict(DEFAULT_RECIPE, hard_negatives=0.5, seed=1),
-                                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-hard0.5, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-hard0.5-seed2": {"train": dict(DEFAULT_RECIPE, hard_negatives=0.5, seed=2),
-                                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-hard0.5, a third seed"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},

@@ -149,23 +149,3 @@ def test_an_extended_target_gets_a_gaussian_as_wide_as_its_blob(blob_sigma: floa
     disc_radius = np.sqrt(113 / np.pi)
     assert widths[0] == pytest.approx(disc_radius if blob_sigma else 2.0, rel=0.05)
     assert widths[1] == pytest.approx(2.0, rel=0.05)  # its blob is smaller than sigma: sigma stays
-
-
-@pytest.mark.parametrize("hard_negatives", [0.0, 1.0])
-def test_background_crops_go_to_the_false_alarms_they_are_given(hard_negatives: float) -> None:
-    target, clutter = np.array([[30.0, 30.0]]), np.array([[250.0, 200.0]])
-    sample = Sample("clutter", blob_image(np.vstack([target, clutter]), (300, 300)), target, Path("clutter.png"))
-    cfg = TrainConfig(img_size=0, crop_size=64, crop_on_target=0.0, hard_negatives=hard_negatives, intensity_jitter=0.0)
-    dataset = TrainingSet([sample], cfg, "heatmap")
-    dataset.false_alarms = [clutter]
-    brightest = dataset.images[0].max()
-    seen = 0
-    for epoch in range(40):
-        dataset.set_epoch(epoch)
-        image, heatmap, _ = dataset[0]
-        assert heatmap.max() < 0.5  # the unlabelled blob is not a target
-        seen += bool(image.max() > 0.9 * brightest)
-    if hard_negatives:  # centred within 0.4 crop sizes of it: always whole inside
-        assert seen == 40
-    else:  # anywhere in a 300 x 300 image: a 64 px crop holds it now and then
-        assert seen < 10

@@ -14,9 +14,7 @@ import pinpoint
 from pinpoint.config import TrainConfig
 from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
-from pinpoint.codecs.heatmap import encode
-from pinpoint.data.dataset import Sample
-from pinpoint.train import HARD_PER_IMAGE, mine_false_alarms, split_stems, train, training_loss
+from pinpoint.train import split_stems, train, training_loss
 
 
 @pytest.fixture(scope="module")
@@ -256,33 +254,3 @@ def test_a_config_saved_before_keep_existed_reads_as_best() -> None:
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "keep"}  # what an older checkpoint holds
     assert TrainConfig.from_dict(old).keep == "best"  # a resumed old run goes on keeping its best epoch
     assert TrainConfig.from_dict(TrainConfig().to_dict()).keep == "last"
-
-
-class FixedHeatmap(torch.nn.Module):
-    """A 'network' whose output is a given heatmap, whatever the image."""
-
-    output, stride = "heatmap", 1
-
-    def __init__(self, heatmap: np.ndarray):
-        super().__init__()
-        self.register_buffer("heatmap", torch.as_tensor(heatmap)[None, None])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.heatmap.expand(len(images), -1, -1, -1)
-
-
-def test_false_alarms_are_the_highest_peaks_away_from_every_label() -> None:
-    size = (120, 160)
-    label = np.array([[20.0, 20.0]])
-    peaks = {(21.0, 21.0): 0.9,  # the label's own peak, 1.4 px off: a hit, not a false alarm
-             (60.0, 30.0): 0.7, (100.0, 30.0): 0.5, (140.0, 30.0): 0.3, (60.0, 90.0): 0.6, (100.0, 90.0): 0.4,
-             (140.0, 90.0): 0.1}  # below the floor
-    heatmap = np.zeros(size, np.float32)
-    for (x, y), score in peaks.items():
-        heatmap = np.maximum(heatmap, score * encode(np.array([[x, y]]), size, 2.0))
-    model = FixedHeatmap(heatmap)
-    sample = Sample("scene", np.full(size, 0.5, np.float32), label, Path("scene.png"))
-    found = mine_false_alarms(model, TrainConfig(snap=False), [sample, sample], torch.device("cpu"))
-    assert len(found) == 2 and np.array_equal(found[0], found[1])
-    expected = [(60, 30), (60, 90), (100, 30), (100, 90)][:HARD_PER_IMAGE]  # by score, the label's peak left out
-    assert np.allclose(found[0], expected, atol=0.01)

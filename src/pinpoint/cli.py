@@ -61,9 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=float, default=defaults.dim,
                    help="fade half the targets of each crop to a random 1-D..100%% of their contrast, so faint ones "
                         "are learnt too; 0 = off (default %(default)s)")
-    p.add_argument("--hard-negatives", type=float, default=defaults.hard_negatives,
-                   help="share of the background crops centred on the model's own false alarms on the training "
-                        "images, found again every few epochs; 0 = off (default %(default)s)")
     p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
                    help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
@@ -253,8 +250,7 @@ def run_train(args: argparse.Namespace) -> int:
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
                       threshold_smoothing=args.threshold_smoothing, teacher=args.teacher, teacher_weight=args.teacher_weight,
-                      blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep,
-                      hard_negatives=args.hard_negatives)
+                      blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep)
     train(cfg)
     return 0
 

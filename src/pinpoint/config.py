@@ -28,10 +28,6 @@ class TrainConfig:
     img_size: int = 0
     crop_size: int = 192
     crop_on_target: float = 0.5  # share of crops centred near a target, the rest random
-    # share of the other crops centred near the model's own false alarms on its training images (peaks away
-    # from every label, found anew every few epochs: train.mine_false_alarms) instead of at random: the clutter
-    # it takes for targets is met in a few crops per epoch rather than by chance; 0 = off
-    hard_negatives: float = 0.0
     # augmentation
     flip: bool = True  # left-right and up-down flips
     rot90: bool = True  # random quarter turns

@@ -44,7 +44,7 @@ from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_ste
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, write_text
 from pinpoint.losses import distillation_terms, heatmap_loss_terms, point_loss_terms
-from pinpoint.metrics import best_threshold, evaluate, pairwise_distances
+from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
 from pinpoint.predict import Detector, inference_settings
@@ -132,7 +132,6 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         history, threshold = state["history"], state["inference"]["threshold"]
         best_key, best_threshold_value = tuple(state["best_key"]), state["best_threshold"]
         start_epoch, start_batch = state["epoch"] + 1, state["step"]
-        dataset.false_alarms = state.get("false_alarms", [])
         processes = state["processes"]
         set_rng_state(processes[cluster.rank if cluster.rank < len(processes) else 0]["rng"], device)
         carried_loss = float(np.mean([p["loss_sum"] for p in processes]))  # the epoch loss is a mean over processes
@@ -150,8 +149,6 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         started = time.time()
         first = start_batch if epoch == start_epoch else 0  # batches a resumed epoch already did
         total, batches = (carried_loss, first) if epoch == start_epoch else (0.0, 0)
-        if cfg.hard_negatives and epoch >= 2 and (epoch - 2) % HARD_EVERY == 0 and first == 0:  # after epoch 1, then every HARD_EVERY
-            dataset.false_alarms = mine_false_alarms(final, cfg, train_samples, device)
         net.train()
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch, first)
@@ -178,7 +175,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
                     save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch - 1, history[-1] if history else {}),
                                      **resumable_state(optimizer, scheduler, scaler, batches, processes, history,
-                                                       best_key, best_threshold_value, model, ema, dataset.false_alarms)}, out / "last.pt")
+                                                       best_key, best_threshold_value, model, ema)}, out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         processes = distributed.gather_objects(process_state(0.0, device))
@@ -201,7 +198,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 save_checkpoint(make_checkpoint(final, cfg, threshold, epoch, row), out / "best.pt")
             save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch, row),
                              **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value,
-                                               model, ema, dataset.false_alarms)},
+                                               model, ema)},
                             out / "last.pt")
             write_log(history, out / "log.csv")
             plot_losses(history, out / "loss.png")
@@ -233,8 +230,6 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--dim {cfg.dim}: must be between 0 (off) and 1 (a target may fade out entirely)")
     if cfg.paste < 0 or (cfg.paste and cfg.img_size):
         raise InputError(f"--paste {cfg.paste}: must be 0 (off) or positive, and works on crops (--img-size 0)")
-    if not 0 <= cfg.hard_negatives <= 1 or (cfg.hard_negatives and (cfg.img_size or model.output != "heatmap")):
-        raise InputError(f"--hard-negatives {cfg.hard_negatives}: a share in [0, 1], for a heatmap model on crops (--img-size 0)")
     if cfg.blob_sigma < 0:
         raise InputError(f"--blob-sigma {cfg.blob_sigma}: must be 0 (off) or positive")
     if cfg.teacher and (model.output != "heatmap" or cfg.img_size or cfg.paste or cfg.teacher_weight < 0):
@@ -279,29 +274,6 @@ def teacher_heatmaps(path: str, samples: list[Sample], device: torch.device) -> 
             height, width = sample.image.shape
             maps.append(teacher.forward(sample.image)[0, 0, :height, :width].float().cpu().numpy())
     return maps
-
-
-# hard negatives (cfg.hard_negatives): how often they are looked for, the lowest score that counts, and how many per image
-HARD_EVERY = 5
-HARD_FLOOR = 0.2
-HARD_PER_IMAGE = 4
-
-
-@torch.no_grad()
-def mine_false_alarms(model: torch.nn.Module, cfg: TrainConfig, samples: list[Sample], device: torch.device) -> list[np.ndarray]:
-    """The model's own false alarms on each whole training image: (N, 2) peak positions scoring at least
-    HARD_FLOOR and farther than cfg.match_px from every label, the HARD_PER_IMAGE highest.
-
-    Why: the false alarms left after training are a few bright clutter spots that random crops show
-    the network now and then; centring some crops on them makes it look at them every few epochs.
-    Every process finds the same ones (the same weights, the same images).
-    """
-    detector = Detector(model, inference_settings(model, cfg.img_size, HARD_FLOOR, cfg.top_k, nms_kernel=cfg.nms_kernel), device)
-    found = []
-    for sample, points in zip(samples, detector.predict_batch([sample.image for sample in samples])):
-        near_label = (pairwise_distances(points.xy, sample.xy) <= cfg.match_px).any(axis=1)
-        found.append(points.xy[~near_label][:HARD_PER_IMAGE])
-    return found
 
 
 def batch_per_process(global_batch: int, world_size: int) -> int:
@@ -476,15 +448,13 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
 
 def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
                     processes: list[dict[str, Any]], history: list[dict[str, Any]], best_key: tuple,
-                    best_threshold_value: float, model: torch.nn.Module, ema: AveragedModel | None,
-                    false_alarms: list[np.ndarray]) -> dict[str, Any]:
+                    best_threshold_value: float, model: torch.nn.Module, ema: AveragedModel | None) -> dict[str, Any]:
     """What last.pt holds besides the weights so that training can go on as if never stopped.
 
     `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
     epoch's end); `processes` holds each process's RNG states and its running loss sum. With a
     weight average, "model" holds the average (for inference) and "trained_model" the weights
-    the optimizer steps. `false_alarms` are the hard negatives the crops are drawing on, found
-    with weights that last.pt no longer holds.
+    the optimizer steps.
     """
     averaged = {"trained_model": model.state_dict(), "ema": ema.state_dict()} if ema else {}
     return {**averaged,
@@ -496,7 +466,6 @@ def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.a
         "history": list(history),
         "best_key": list(best_key),
         "best_threshold": best_threshold_value,
-        "false_alarms": false_alarms,
     }
 
 

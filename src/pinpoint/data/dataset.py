@@ -190,8 +190,6 @@ class TrainingSet(torch.utils.data.Dataset):
         if soft_targets is not None:  # the teacher's map rides along as a second channel through crops and turns
             self.images = [np.dstack([image, soft.astype(np.float32)]) for image, soft in zip(self.images, soft_targets)]
         self.donors = paste_donors(samples) if cfg.paste else []
-        # per image, (N, 2) false alarms of the model being trained, for cfg.hard_negatives (train.mine_false_alarms)
-        self.false_alarms: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -207,7 +205,7 @@ class TrainingSet(torch.utils.data.Dataset):
         if self.cfg.img_size:
             image, xy = T.resize(image, xy, (self.cfg.img_size, self.cfg.img_size))
         else:
-            image, xy = self._crop(image, xy, rng, self.false_alarms[index] if self.false_alarms else None)
+            image, xy = self._crop(image, xy, rng)
             if self.donors:
                 image, xy = self._paste(image, xy, rng)
         if self.cfg.dim > 0:
@@ -240,11 +238,8 @@ class TrainingSet(torch.utils.data.Dataset):
             return tensor, point.clamp(0, 1), torch.tensor(1.0)
         return tensor, torch.zeros(2), torch.tensor(0.0)
 
-    def _crop(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator, false_alarms: np.ndarray | None = None):
-        """A crop_size window of the image; with scale_jitter, a window of crop_size / s resized to crop_size.
-
-        Centred near a target (cfg.crop_on_target), else near one of `false_alarms` (cfg.hard_negatives), else anywhere.
-        """
+    def _crop(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
+        """A crop_size window of the image; with scale_jitter, a window of crop_size / s resized to crop_size."""
         out_size = size = self.cfg.crop_size
         if self.cfg.scale_jitter > 0:
             # log-uniform zoom in [1 / (1 + j), 1 + j]: targets are seen larger and smaller than in the data
@@ -253,9 +248,6 @@ class TrainingSet(torch.utils.data.Dataset):
         height, width = image.shape[:2]
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
-            left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
-        elif false_alarms is not None and len(false_alarms) and rng.random() < self.cfg.hard_negatives:
-            cx, cy = false_alarms[rng.integers(len(false_alarms))] + rng.uniform(-size * 0.4, size * 0.4, 2)
             left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
         else:
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
