@@ -166,6 +166,8 @@ METHODS: dict[str, dict] = {
                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, three PinNetS2D members trained together, heatmaps averaged"},
     "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge-seed1": {"train": dict(BEST_EPOCH_RECIPE, model="pinnet-s2d-x3", seed=1),
                                                                   "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge, another seed"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge-seed2": {"train": dict(BEST_EPOCH_RECIPE, model="pinnet-s2d-x3", seed=2),
+                                                                  "note": "as pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge, a third seed"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3": {"train": dict(BEST_EPOCH_RECIPE, intensity_jitter=0.3),
                                                              "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge, gain and offset jitter 0.3 instead of 0.1 (faint targets are missed: the net sees few contrasts)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-ij0.3-seed1": {"train": dict(BEST_EPOCH_RECIPE, intensity_jitter=0.3, seed=1),

@@ -1,4 +1,5 @@
-"""Atomic writes: the target is either the old content or the new, never a half file, and no temporary is left behind."""
+"""Atomic writes: the target is either the old content or the new, never a half file, and no temporary is left behind.
+Users' text files: read as UTF-8 with or without a byte-order mark, or refused in one line naming them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pinpoint.files import atomic_path, write_bytes, write_text
+from pinpoint.errors import InputError
+from pinpoint.files import atomic_path, read_user_text, write_bytes, write_text
 
 
 def _names(folder: Path) -> list[str]:
@@ -82,3 +84,16 @@ def test_permissions_follow_the_umask_like_open(tmp_path: Path, umask: int, expe
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == expected
     assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
+
+
+def test_user_text_drops_a_byte_order_mark_and_names_the_file_on_any_problem(tmp_path: Path) -> None:
+    split = tmp_path / "train.txt"
+    split.write_bytes(b"\xef\xbb\xbfMisc_1\r\nMisc_2\r\n")  # as a Windows editor saves it
+    assert read_user_text(split, "split file").splitlines() == ["Misc_1", "Misc_2"]
+    (tmp_path / "labels.bin").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    for path, message in ((tmp_path / "absent.txt", "split file not found"),
+                          (tmp_path / "labels.bin", "split file is not UTF-8 text"),
+                          (tmp_path, "cannot read split file")):  # a folder
+        with pytest.raises(InputError) as error:
+            read_user_text(path, "split file")
+        assert str(error.value).startswith(f"{path}: {message}") and "\n" not in str(error.value)

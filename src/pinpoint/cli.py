@@ -127,11 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pred", help="folder of predicted label files (x y score)")
     source.add_argument("--weights", help="a checkpoint to run on the images")
     source.add_argument("--method", help="a training-free method: tophat or local-contrast")
-    p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
-    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
-                   help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
-                        "default: the checkpoint's setting")
+    add_decoding_overrides(p)
     p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default="auto")
@@ -147,11 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="file of stems to restrict a folder to")
     p.add_argument("--save-txt", help="folder for one label file per image (x y score)")
     p.add_argument("--save-vis", help="folder for pictures: JET heatmap over the image with the points")
-    p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
-    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
-                   help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
-                        "default: the checkpoint's setting")
+    add_decoding_overrides(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
@@ -219,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_demo)
     return parser
+
+
+def add_decoding_overrides(p: argparse.ArgumentParser) -> None:
+    """--conf, --tta and --snap of eval and detect: each replaces the checkpoint's own setting when given."""
+    p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
+    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
+                   help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
+                        "default: the checkpoint's setting")
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, read_raw
 from pinpoint.data.labels import read_labels, write_labels
 from pinpoint.errors import InputError
-from pinpoint.files import write_text
+from pinpoint.files import read_user_text, write_text
 
 COCO_PIXEL_OFFSET = 0.5  # COCO puts a pixel's centre half a pixel from its corner; we put it on the integer
 # COCO points up to half a pixel beyond the image's outer edge [0, W] x [0, H] are accepted (our labels
@@ -259,13 +259,7 @@ def coco_to_labels(
 
 def _read_json(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: COCO file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read COCO file ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(read_user_text(path, "COCO file"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):

@@ -1,8 +1,12 @@
-"""Atomic file writes: a crash or a full disk never leaves a half-written file behind.
+"""Files in and out: atomic writes, and reading the text files users hand over.
 
 Everything pinpoint writes (labels, checkpoints, logs, pictures) goes through here:
 the content lands in a temporary file in the same folder, is flushed to disk, and
-then replaces the target with one rename, which POSIX makes atomic.
+then replaces the target with one rename, which POSIX makes atomic. A crash or a full
+disk never leaves a half-written file behind.
+
+Text files from users (labels, split files, lists of images, COCO JSON) are read by
+read_user_text, so a missing, unreadable or binary file is one line naming it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 import secrets
 from pathlib import Path
 from typing import Iterator
+
+from pinpoint.errors import InputError
 
 
 @contextlib.contextmanager
@@ -44,6 +50,22 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically replace `path` with `text` (UTF-8, '\\n' line endings)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def read_user_text(path: str | os.PathLike, kind: str) -> str:
+    """The text of a file a user gave (UTF-8; a leading byte-order mark, as Windows editors write, dropped).
+    Any problem is an InputError naming the file and its `kind` ("split file", "label file", ...)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {kind} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: {kind} is not UTF-8 text") from None
 
 
 def _create_temporary(path: Path) -> Path:

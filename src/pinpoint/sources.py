@@ -23,6 +23,7 @@ import numpy as np
 from pinpoint.data.dataset import read_split
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, to_grey
 from pinpoint.errors import InputError
+from pinpoint.files import read_user_text
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
 LIST_SUFFIXES = (".txt",)
@@ -182,14 +183,8 @@ def image_paths_in_folder(folder: Path, split: str | os.PathLike | None = None,
 
 def read_list_file(path: Path) -> list[Path]:
     """Image paths listed one per line; each must exist (checked now, so a typo fails before any work)."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text list of image paths (not UTF-8)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     paths = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_user_text(path, "list of image paths").splitlines(), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue

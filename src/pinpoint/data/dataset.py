@@ -25,6 +25,7 @@ from pinpoint.data import transforms as T
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
+from pinpoint.files import read_user_text
 
 
 @dataclass
@@ -39,14 +40,7 @@ class Sample:
 
 def read_split(path: str | os.PathLike) -> list[str]:
     """Stems listed in a split file, one per line; CRLF, blank lines and file suffixes tolerated."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: split file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read split file ({exc})") from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
+    names = [line.strip() for line in read_user_text(path, "split file").splitlines() if line.strip()]
     stems = [Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES + (".txt",) else name for name in names]
     if not stems:
         raise InputError(f"{path}: split file lists no image")

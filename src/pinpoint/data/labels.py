@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from pinpoint.errors import InputError
-from pinpoint.files import write_text
+from pinpoint.files import read_user_text, write_text
 
 
 @dataclass(frozen=True)
@@ -82,18 +81,7 @@ def parse_labels(text: str, source: str = "<labels>") -> Labels:
 
 def read_labels(path: str | os.PathLike) -> Labels:
     """Read one label file; every problem is an InputError naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: label file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read label file ({exc.strerror or exc})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file (label files are plain text)") from None
-    return parse_labels(text, str(path))
+    return parse_labels(read_user_text(path, "label file"), str(path))
 
 
 def format_labels(xy: np.ndarray, scores: np.ndarray | None = None) -> str:
