@@ -169,10 +169,13 @@ def epochs(run_dirs: list[str], test: list[Sample]) -> None:
         gains.append(last - best)
         early.append(picked < 0.7 * total)
         print(f"{run}: best.pt (epoch {picked}/{total}) F1 {best:.4f}, last.pt {last:.4f}")
+    if len(gains) < 2:  # one run is its own line above; a mean and its spread need two
+        return
     gain, early = np.array(gains), np.array(early)
+    early_gain = f"{gain[early].mean():+.4f}" if early.any() else "n/a"
     print(f"{len(gain)} runs: mean F1 gain of last.pt {gain.mean():+.4f} (standard error {gain.std(ddof=1) / np.sqrt(len(gain)):.4f}); "
           f"better in {(gain > 1e-9).sum()}, worse in {(gain < -1e-9).sum()}, equal in {(abs(gain) <= 1e-9).sum()}; "
-          f"best epoch before 70% of the run: {early.sum()} runs, mean gain {gain[early].mean() if early.any() else float('nan'):+.4f}")
+          f"best epoch before 70% of the run: {early.sum()} runs, mean gain {early_gain}")
 
 
 def noise(images: list[Path]) -> None:
