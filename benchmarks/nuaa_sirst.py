@@ -243,6 +243,10 @@ METHODS: dict[str, dict] = {
                                                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed1, weight average decay 0.998 instead of 0.995 (about 20 epochs averaged instead of 8)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-ema0.998-seed2": {"train": dict(DEFAULT_RECIPE, ema=0.998, seed=2),
                                                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed2, weight average decay 0.998 instead of 0.995 (about 20 epochs averaged instead of 8)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-wd1e-4-seed1": {"train": dict(DEFAULT_RECIPE, weight_decay=1e-4, seed=1),
+                                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed1, weight decay 1e-4 (Adam's L2 term) instead of none"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-wd1e-4-seed2": {"train": dict(DEFAULT_RECIPE, weight_decay=1e-4, seed=2),
+                                                                             "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed2, weight decay 1e-4 (Adam's L2 term) instead of none"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
