@@ -193,10 +193,11 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
 
             key = selection_key(row, bool(val_samples), cfg.keep)
             threshold = row.get("val_threshold", cfg.threshold) if cfg.tune_threshold else cfg.threshold
+            checkpoint = make_checkpoint(final, cfg, threshold, epoch, row)
             if key > best_key:
                 best_key, best_threshold_value = key, threshold
-                save_checkpoint(make_checkpoint(final, cfg, threshold, epoch, row), out / "best.pt")
-            save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch, row),
+                save_checkpoint(checkpoint, out / "best.pt")
+            save_checkpoint({**checkpoint,
                              **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value,
                                                model, ema)},
                             out / "last.pt")
