@@ -6,6 +6,7 @@
     python benchmarks/nuaa_sirst_analysis.py ensemble RUN1/best.pt ...     # heatmaps averaged over several runs
     python benchmarks/nuaa_sirst_analysis.py noise                         # each image's noise level, in grey levels
     python benchmarks/nuaa_sirst_analysis.py epochs RUN1 RUN2 ...          # best.pt (best validation epoch) vs last.pt
+    python benchmarks/nuaa_sirst_analysis.py views RUN1/best.pt ...        # test-time averaging over sets of views
 
 Scored like the benchmark: the 50/50 test split (or --split), one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
@@ -29,8 +30,9 @@ from pinpoint.data.images import read_image
 from pinpoint.errors import InputError
 from pinpoint.metrics import best_threshold, match_points
 from pinpoint.points import Points
-from pinpoint.predict import Detector
-from pinpoint.train import split_stems
+from pinpoint.metrics import evaluate
+from pinpoint.predict import ALL_VIEWS, MIRRORS, Detector
+from pinpoint.train import evaluate_detector, split_stems
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NUAA-SIRST"
 MATCH_PX = 3.0
@@ -104,9 +106,7 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
     chosen: dict[str, list[float]] = {"plain": [], "smoothed": [], "best on test": []}
     for weights in weights_list:
         detector = Detector.load(weights, device="cpu")
-        ckpt = torch.load(weights, map_location="cpu", weights_only=False)
-        cfg = TrainConfig.from_dict({**ckpt["config"], "data": str(DATA), "split": str(DATA / "splits" / "50_50" / "train.txt")})
-        val = load_stems(str(DATA), split_stems(cfg)[1])
+        val = validation_images(weights)
         on_val = detector.predict_batch([s.image for s in val], conf=0.01)
         truth = [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in val]
         found = detector.predict_batch([s.image for s in test], conf=0.01)
@@ -119,6 +119,49 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
     gaps = {key: max(b - v for b, v in zip(chosen["best on test"], values)) for key, values in chosen.items()}
     print(f"mean over {len(weights_list)} runs: " + ", ".join(f"{key} {np.mean(values):.4f}" for key, values in chosen.items())
           + f"; worst gap to the best test cut: plain {gaps['plain']:.4f}, smoothed {gaps['smoothed']:.4f}")
+
+
+def validation_images(weights: str) -> list[Sample]:
+    """The validation images the run carved from the training split (its seed and val_fraction)."""
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict({**ckpt["config"], "data": str(DATA), "split": str(DATA / "splits" / "50_50" / "train.txt")})
+    return load_stems(str(DATA), split_stems(cfg)[1])
+
+
+VIEW_SETS = {"as is": [(0, False)], "transpose": [(0, False), (1, True)], "mirrors": MIRRORS,
+             "quarter turns": [(turns, False) for turns in range(4)], "all 8": ALL_VIEWS}
+
+
+def views(weights_list: list[str], test: list[Sample]) -> None:
+    """Test F1 and AP with heatmaps averaged over each set of views (predict.tta_views), against the
+    image as is; the threshold and snap choice are made on the run's validation images with the
+    same views, as `train --tta` makes them. The differences are paired: the same weights each time.
+    """
+    gains: dict[str, list[tuple[float, float]]] = {name: [] for name in VIEW_SETS}
+    truth = [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in test]
+    for weights in weights_list:
+        val = validation_images(weights)
+        line = []
+        for name, chosen in VIEW_SETS.items():
+            detector = Detector.load(weights, device="cpu")
+            detector.settings.update(tta=True, tta_views=[list(view) for view in chosen])
+            choice = evaluate_detector(detector, val, MATCH_PX, smooth=0.1)
+            detector.settings["snap"] = bool(choice["val_snap"])
+            found = detector.predict_batch([s.image for s in test], conf=0.01)
+            ap = evaluate(found, truth, (MATCH_PX,))[MATCH_PX].AP
+            f1 = f1_at(found, test, choice["val_threshold"])
+            gains[name].append((f1, ap))
+            line.append(f"{name} F1 {f1:.4f} AP {ap:.4f}")
+        print(f"{weights}: " + "; ".join(line), flush=True)
+    base = np.array(gains["as is"])
+    for name, values in gains.items():
+        if name == "as is" or len(values) < 2:
+            continue
+        diff = np.array(values) - base
+        se = diff.std(axis=0, ddof=1) / np.sqrt(len(diff))
+        print(f"{name} ({len(VIEW_SETS[name])} passes) against the image as is, {len(diff)} runs: F1 {diff[:, 0].mean():+.4f} "
+              f"(standard error {se[0]:.4f}, better in {(diff[:, 0] > 1e-9).sum()}, worse in {(diff[:, 0] < -1e-9).sum()}), "
+              f"AP {diff[:, 1].mean():+.4f} (standard error {se[1]:.4f})")
 
 
 def ensemble(weights_list: list[str], test: list[Sample]) -> None:
@@ -199,7 +242,7 @@ def noise(images: list[Path]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs"])
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views"])
     parser.add_argument("weights", nargs="*")
     parser.add_argument("--split", default="50_50/test.txt",
                         help="the images scored, under splits/ (e.g. 50_50/train.txt: the run's own training images)")
@@ -221,6 +264,8 @@ def main() -> int:
         thresholds(args.weights, test)
     elif args.what == "epochs":
         epochs(args.weights, test)
+    elif args.what == "views":
+        views(args.weights, test)
     else:
         ensemble(args.weights, test)
     return 0

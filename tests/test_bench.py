@@ -71,6 +71,25 @@ def test_benchmark_with_decode_and_one_backend() -> None:
     assert [t["backend"] for t in result["timings"]] == ["onnxruntime"] and result["ratios"] == []
 
 
+def test_benchmark_with_tta_times_one_pass_per_view(monkeypatch) -> None:
+    import pinpoint.bench as bench_module
+
+    passes = []
+
+    class CountingBackend(bench_module.TorchBackend):
+        def __call__(self, batch):
+            passes.append(batch.shape)
+            return super().__call__(batch)
+
+    monkeypatch.setattr(bench_module, "TorchBackend", CountingBackend)
+    result = benchmark(model_name="pinnet-s2d", sizes=[(32, 48)], batches=[1], threads=1, seconds=0.02, rounds=1,
+                       backends=["torch"], tta=True)
+    assert result["measured"] == "forward only (decode excluded), averaged over 8 views"
+    timed_calls = result["timings"][0]["calls"] + 3  # two warm-up calls and one to size the rounds
+    assert len(passes) == 8 * timed_calls
+    assert set(passes) == {(1, 1, 32, 48), (1, 1, 48, 32)}  # quarter turns swap the sides
+
+
 def test_bench_rejects_what_it_cannot_measure(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--model nope"):
         benchmark(model_name="nope")

@@ -142,10 +142,29 @@ def test_an_extended_target_gets_a_gaussian_as_wide_as_its_blob(blob_sigma: floa
     image[(cols - 30) ** 2 + (rows - 40) ** 2 <= 36] = 0.9  # a disc of radius 6 (113 px)
     image[(cols - 70) ** 2 + (rows - 60) ** 2 <= 1] = 0.9  # a 5-pixel spot
     xy = np.array([[30.0, 40.0], [70.0, 60.0]])
-    cfg = TrainConfig(img_size=0, crop_size=96, crop_on_target=0.0, flip=False, rot90=False, intensity_jitter=0.0,
+    cfg = TrainConfig(img_size=0, crop_size=96, crop_on_target=0.0, flip=False, vflip=False, rot90=False, intensity_jitter=0.0,
                       sigma=2.0, blob_sigma=blob_sigma)
     _, target, _ = TrainingSet([Sample("disc", image, xy, Path("disc.png"))], cfg, "heatmap").whole(0, 1)
     widths = [centroid_and_width(target[0].numpy(), x, y, radius=r)[1] for (x, y), r in zip(xy, (20, 10))]
     disc_radius = np.sqrt(113 / np.pi)
     assert widths[0] == pytest.approx(disc_radius if blob_sigma else 2.0, rel=0.05)
     assert widths[1] == pytest.approx(2.0, rel=0.05)  # its blob is smaller than sigma: sigma stays
+
+
+@pytest.mark.parametrize("upright", [True, False])
+def test_without_up_down_flips_and_quarter_turns_the_sky_stays_above(upright: bool) -> None:
+    # Bright top half, dark bottom half, and a bright left edge column to see left-right flips by.
+    image = np.zeros((64, 64), np.float32)
+    image[:32] = 1.0
+    image[:, 0] += 0.5
+    sample = Sample("sky", image, np.zeros((0, 2)), Path("sky.png"))
+    cfg = TrainConfig(img_size=0, crop_size=64, crop_on_target=0.0, vflip=not upright, rot90=not upright, intensity_jitter=0.0)
+    dataset = TrainingSet([sample], cfg, "heatmap")
+    sky_above, mirrored = [], []
+    for epoch in range(40):
+        dataset.set_epoch(epoch)
+        crop = dataset[0][0][0].numpy()
+        sky_above.append(crop[:32].mean() > crop[32:].mean() + 1)
+        mirrored.append(crop[:, -1].mean() > crop[:, 0].mean())
+    assert any(mirrored) and not all(mirrored)  # left-right flips either way
+    assert all(sky_above) if upright else not all(sky_above)

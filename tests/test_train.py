@@ -88,12 +88,13 @@ def test_validation_is_carved_from_training_when_not_given(spot_data: Path) -> N
     assert split_stems(cfg) == (train_stems, val_stems)  # seeded
 
 
-def test_mirror_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_run: Path, spot_data: Path) -> None:
+def test_view_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_run: Path, spot_data: Path) -> None:
     from pinpoint.detect import make_detector
 
     plain = make_detector(str(heatmap_run / "best.pt"), None, "cpu", tta=False)
     averaged = make_detector(str(heatmap_run / "best.pt"), None, "cpu", tta=True)
     assert averaged.settings["tta"] and not plain.settings["tta"]
+    assert averaged.settings["tta_views"] == [[0, False], [0, True], [2, True], [2, False]]  # trained without quarter turns
     # a scene symmetric under both mirrors: averaging cannot change the heatmap's symmetry
     image = np.full((64, 64), 0.2, np.float32)
     image[31:33, 31:33] = 0.9
@@ -104,6 +105,56 @@ def test_mirror_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_
     _, heat_plain = plain.predict_with_heatmap(path)
     _, heat_tta = averaged.predict_with_heatmap(path)
     assert 0 < np.abs(heat_plain - heat_tta).max() < 0.5
+
+
+def test_views_are_the_symmetries_training_augmented_with() -> None:
+    from pinpoint.predict import ALL_VIEWS, MIRRORS, tta_views
+
+    assert tta_views(True, True, True) == ALL_VIEWS and len(set(ALL_VIEWS)) == 8
+    assert tta_views(True, True, False) == MIRRORS
+    assert tta_views(True, False, False) == [(0, False), (0, True)]  # kept upright: the sky stays above
+    assert tta_views(False, True, False) == [(0, False), (2, True)]
+    assert tta_views(False, False, True) == [(0, False), (1, False), (2, False), (3, False)]
+    assert tta_views(False, False, False) == [(0, False)]
+
+
+class RowIndex:
+    """A stand-in network that is not indifferent to turns: each pixel's row index, scaled to [0, 1)."""
+
+    name, threads = "row-index", 1
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        rows = np.arange(batch.shape[2], dtype=np.float32)[:, None] / 100
+        return torch.from_numpy(np.broadcast_to(rows, batch.shape).copy())
+
+
+class Squash:
+    """A stand-in network that turns with its input: each pixel's value through a sigmoid."""
+
+    name, threads = "squash", 1
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.sigmoid(torch.from_numpy(batch))
+
+
+@pytest.mark.parametrize("name", ["as is", "upright", "mirrors", "all"])
+def test_each_view_is_turned_back_into_the_image_frame(name: str) -> None:
+    from types import SimpleNamespace
+
+    from pinpoint.predict import ALL_VIEWS, MIRRORS, Detector, inference_settings
+
+    views = {"as is": [(0, False)], "upright": [(0, False), (0, True)], "mirrors": MIRRORS, "all": ALL_VIEWS}[name]
+    settings = inference_settings(SimpleNamespace(output="heatmap", stride=1), 0, 0.5, 10, tta=True, views=views)
+    batch = np.random.default_rng(0).normal(size=(2, 1, 24, 40)).astype(np.float32)  # not square
+    # a network that turns with its input gives the same heatmap through every view
+    torch.testing.assert_close(Detector(None, settings, backend=Squash()).run(batch), Squash()(batch))
+    # one that does not: averaged over views that turn rows over, each pixel's row index becomes its mean
+    square = batch[:, :, :, :24]
+    averaged = Detector(None, settings, backend=RowIndex()).run(square)[0, 0].numpy()
+    if name in ("mirrors", "all"):
+        np.testing.assert_allclose(averaged, 0.115, atol=1e-6)  # (23 / 2) / 100 everywhere
+    else:
+        np.testing.assert_allclose(averaged, RowIndex()(square)[0, 0].numpy(), atol=1e-6)
 
 
 def test_checkpoint_carries_the_snap_setting_and_detect_can_override_it(heatmap_run: Path) -> None:

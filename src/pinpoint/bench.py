@@ -8,7 +8,8 @@ with the thread count it used, and the ratio onnxruntime / eager in images per s
 What is timed: the network forward on a prepared float32 batch (B, 1, H, W), from a numpy
 array in to the raw output tensor out; with `decode`, also the peak decoding of the whole batch
 (NMS, top-k, threshold, sub-pixel refinement), i.e. everything of Detector.predict_batch but
-reading and standardising the image. The backends take turns in several rounds, so a
+reading and standardising the image. With `tta`, the forward is the average over the model's
+turned and mirrored views (Detector.run), one network pass per view. The backends take turns in several rounds, so a
 neighbour process loading the CPU slows both alike instead of biasing the ratio.
 """
 
@@ -27,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pinpoint.errors import InputError
 from pinpoint.models.registry import count_parameters, create_model
-from pinpoint.predict import Detector, TorchBackend, inference_settings
+from pinpoint.predict import MIRRORS, Detector, TorchBackend, inference_settings
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -86,7 +87,7 @@ def load_for_bench(weights: str | None, model_name: str | None) -> tuple[nn.Modu
 
 def benchmark(weights: str | None = None, model_name: str | None = None, sizes: Sequence[tuple[int, int]] = ((256, 256),),
               batches: Sequence[int] = (1, 8), threads: int | Sequence[int] | None = None, seconds: float = 2.0, rounds: int = 3,
-              backends: Sequence[str] = BACKENDS, decode: bool = False, seed: int = 0) -> dict[str, Any]:
+              backends: Sequence[str] = BACKENDS, decode: bool = False, seed: int = 0, tta: bool = False) -> dict[str, Any]:
     """Measure and return everything the report shows, as a JSON-ready dict.
 
     `threads`: one intra-op thread count or several, each measured in full (both backends use it);
@@ -97,6 +98,7 @@ def benchmark(weights: str | None = None, model_name: str | None = None, sizes: 
     if unknown:
         raise InputError(f"--backend {', '.join(sorted(unknown))}: choose from {', '.join(BACKENDS)}")
     model, settings, name = load_for_bench(weights, model_name)
+    settings = {**settings, "tta": tta and settings["output"] == "heatmap"}
     previous_threads = torch.get_num_threads()
     counts = [int(n) for n in ([threads] if isinstance(threads, int) else threads or [previous_threads])]
     stride = int(settings["stride"]) if settings["output"] == "heatmap" else 1
@@ -121,7 +123,8 @@ def benchmark(weights: str | None = None, model_name: str | None = None, sizes: 
         "model": name,
         "weights": str(weights) if weights else None,
         "parameters": count_parameters(model),
-        "measured": "forward + decode" if decode else "forward only (decode excluded)",
+        "measured": ("forward + decode" if decode else "forward only (decode excluded)")
+                    + (f", averaged over {len(settings.get('tta_views', MIRRORS))} views" if settings["tta"] else ""),
         "threads": counts,
         "sizes": per_size,
         "timings": [asdict(t) for t in timings],
@@ -143,13 +146,11 @@ def _make_runners(model: nn.Module, settings: dict[str, Any], name: str, backend
 
         # In memory, not through a file: the same graph `pinpoint export` writes (BatchNorm folded, opset 17).
         engines["onnxruntime"] = OnnxBackend(onnx_bytes(model, settings, name), threads=threads)
-    if not decode:
-        return dict(engines)
     runners = {}
     for key, engine in engines.items():
-        detector = Detector(model, settings, "cpu", name, backend=engine)
-        runners[key] = lambda batch, d=detector, e=engine: d.decode_output(e(batch), batch.shape[2:], d.threshold, heatmaps=False,
-                                                                                 greys=batch[:, 0])
+        detector = Detector(model, settings, "cpu", name, backend=engine)  # its run() is the engine, or the view average
+        runners[key] = (lambda batch, d=detector: d.decode_output(d.run(batch), batch.shape[2:], d.threshold, heatmaps=False,
+                                                                  greys=batch[:, 0])) if decode else detector.run
     return runners
 
 

@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep the NCHW memory layout on CUDA (channels_last is the default there; the CPU always uses NCHW)")
     p.add_argument("--tta", action="store_true",
-                   help="average heatmaps over mirror images when validating and choosing the threshold, and make it "
-                        "the checkpoint's default in detect and eval (4x slower inference)")
+                   help="average heatmaps over the image's turned and mirrored views (those training augmented with: "
+                        "8 by default) when validating and choosing the threshold, and make it the checkpoint's "
+                        "default in detect and eval (8x slower inference)")
     p.add_argument("--threshold-smoothing", type=float, default=defaults.threshold_smoothing,
                    help="choose the stored threshold where validation F1 averaged over +-this score window is highest; "
                         "0 = the single best cut (default %(default)s)")
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     p.add_argument("--seconds", type=float, default=3.0, help="timing budget per size, batch and backend (default 3)")
     p.add_argument("--decode", action="store_true", help="time forward + peak decoding instead of the forward alone")
+    p.add_argument("--tta", action="store_true",
+                   help="time the average over the model's turned and mirrored views (detect --tta), one pass per view")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(run=run_bench)
 
@@ -216,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 def add_decoding_overrides(p: argparse.ArgumentParser) -> None:
     """--conf, --tta and --snap of eval and detect: each replaces the checkpoint's own setting when given."""
     p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="average heatmaps over the image and its mirror images (4x slower); --no-tta turns it off; default: the checkpoint's setting")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average heatmaps over the image's turned and mirrored views (those the model was trained on: "
+                        "8 with the default recipe, 8x slower); --no-tta turns it off; default: the checkpoint's setting")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
                    help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
                         "default: the checkpoint's setting")
@@ -308,7 +313,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if min(args.batch) < 1 or args.seconds <= 0 or (args.threads is not None and min(args.threads) < 1):
         raise InputError("--batch, --seconds and --threads must be positive")
     result = benchmark(args.weights, args.model, sizes, args.batch, threads=args.threads, seconds=args.seconds,
-                       backends=args.backend, decode=args.decode)
+                       backends=args.backend, decode=args.decode, tta=args.tta)
     print(format_report(result))
     if args.json:
         write_text(args.json, json.dumps(result, indent=2) + "\n")

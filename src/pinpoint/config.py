@@ -29,8 +29,11 @@ class TrainConfig:
     crop_size: int = 192
     crop_on_target: float = 0.5  # share of crops centred near a target, the rest random
     # augmentation
-    flip: bool = True  # left-right and up-down flips
-    rot90: bool = True  # random quarter turns
+    flip: bool = True  # left-right flips
+    # up-down flips and random quarter turns; both off keep every crop upright (sky above ground), a clue
+    # to tell clutter from targets that on NUAA-SIRST was worth less than the turned crops (README, -upright)
+    vflip: bool = True
+    rot90: bool = True
     scale_jitter: float = 0.0  # crops zoomed by a log-uniform factor in [1 / (1 + j), 1 + j]; 0 = native scale only
     paste: int = 0  # copy-paste: up to this many targets from other training images added to each crop; 0 = off
     # each target in a crop, with probability 1/2, keeps only a share in [1 - dim, 1] of its contrast over
@@ -69,7 +72,9 @@ class TrainConfig:
     # the threshold maximises validation F1 averaged over +-threshold_smoothing around it (metrics.best_threshold):
     # with a few dozen validation targets the single best cut is often the edge of a lucky step; 0 = that cut
     threshold_smoothing: float = 0.1
-    tta: bool = False  # average heatmaps over mirror images in validation and, by default, in detect (4x slower)
+    # average heatmaps over the image's views that training augmented with (predict.tta_views: with the
+    # default flips and quarter turns, all 8), in validation and, by default, in detect: 8x slower
+    tta: bool = False
     top_k: int = 100
     # peaks closer than (nms_kernel - 1) / 2 px to a higher one are dropped: an extended target's
     # plateau has several maxima, and two points within the 3 px match distance cannot both be hits

@@ -55,8 +55,8 @@ def make_detector(weights: str | None, method: str | None, device: str = "auto",
                   threads: int | None = None, tta: bool | None = None, snap: bool | None = None) -> Detector | ClassicalDetector:
     """A checkpoint's (or an exported .onnx's) Detector, or a classical method by name.
 
-    `tta` switches mirror-image averaging on or off and `snap` the move of points onto their
-    blobs' centroids; None keeps the checkpoint's own setting.
+    `tta` switches the averaging over turned and mirrored views on or off and `snap` the move of
+    points onto their blobs' centroids; None keeps the checkpoint's own setting.
     """
     if weights:
         detector = Detector.load(weights, device, threads)

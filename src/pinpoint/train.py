@@ -47,7 +47,7 @@ from pinpoint.losses import distillation_terms, heatmap_loss_terms, point_loss_t
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
-from pinpoint.predict import Detector, inference_settings
+from pinpoint.predict import Detector, inference_settings, tta_views
 
 
 def train(cfg: TrainConfig, state: dict[str, Any] | None = None) -> Path:
@@ -186,8 +186,9 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             if val_samples:
                 final.eval()
                 row["val_loss"] = validation_loss(final, val_set, device)
-                row.update(evaluate_detector(Detector(final, inference_settings(final, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel, cfg.snap), device),
-                                             val_samples, cfg.match_px, cfg.threshold_smoothing))
+                settings = inference_settings(final, cfg.img_size, cfg.threshold, cfg.top_k, cfg.tta, cfg.nms_kernel, cfg.snap,
+                                              tta_views(cfg.flip, cfg.vflip, cfg.rot90))
+                row.update(evaluate_detector(Detector(final, settings, device), val_samples, cfg.match_px, cfg.threshold_smoothing))
             row["seconds"] = time.time() - started
             history.append(row)
 
@@ -439,7 +440,7 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
         "model_name": cfg.model,
         "model_args": cfg.model_args,
         "inference": inference_settings(model, cfg.img_size, threshold, cfg.top_k, cfg.tta, cfg.nms_kernel,
-                                        bool(metrics.get("val_snap", cfg.snap))),
+                                        bool(metrics.get("val_snap", cfg.snap)), tta_views(cfg.flip, cfg.vflip, cfg.rot90)),
         "config": cfg.to_dict(),
         "epoch": epoch,
         "metrics": metrics,

@@ -309,7 +309,7 @@ class TrainingSet(torch.utils.data.Dataset):
         cfg = self.cfg
         if cfg.flip and rng.random() < 0.5:
             image, xy = T.hflip(image, xy)
-        if cfg.flip and rng.random() < 0.5:
+        if cfg.vflip and rng.random() < 0.5:
             image, xy = T.vflip(image, xy)
         if cfg.rot90 and image.shape[0] == image.shape[1]:
             image, xy = T.rot90(image, xy, int(rng.integers(4)))
