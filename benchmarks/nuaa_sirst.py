@@ -256,7 +256,7 @@ METHODS: dict[str, dict] = {
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-ds-seed2": {"train": dict(DEFAULT_RECIPE, model_args={"deep_supervision": True}, seed=2),
                                                                           "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed2, deep supervision: heads on the decoder's 1/8 and 1/4 stages also trained against the target (models/pinnet.py; training only)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-tta": {"train": dict(DEFAULT_RECIPE, tta=True),
-                                                                       "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, heatmaps averaged over the image's 8 turned and mirrored views (validation, threshold and test; 8x the inference cost)"},
+                                                                       "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, heatmaps averaged over the image's 8 turned and mirrored views, cut at the threshold validation chose for averaged heatmaps (8x the inference cost)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-tta-seed1": {"train": dict(DEFAULT_RECIPE, tta=True, seed=1),
                                                                        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-tta, another seed"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-tta-seed2": {"train": dict(DEFAULT_RECIPE, tta=True, seed=2),

@@ -107,6 +107,25 @@ def test_view_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_ru
     assert 0 < np.abs(heat_plain - heat_tta).max() < 0.5
 
 
+def test_checkpoint_carries_a_threshold_chosen_for_averaged_heatmaps(heatmap_run: Path, spot_data: Path) -> None:
+    from pinpoint.data.dataset import load_samples
+    from pinpoint.metrics import best_threshold
+    from pinpoint.points import Points
+    from pinpoint.predict import Detector
+
+    plain = Detector.load(heatmap_run / "best.pt", device="cpu")
+    assert not plain.settings["tta"] and plain.threshold == plain.settings["threshold"]
+    averaged = Detector.load(heatmap_run / "best.pt", device="cpu")
+    averaged.settings["tta"] = True  # what detect --tta does
+    assert averaged.threshold == averaged.settings["tta_threshold"]
+    # it is the cut validation makes on the averaged heatmaps, as for the plain one
+    val = load_samples(spot_data, spot_data / "val.txt")
+    found = averaged.predict_batch([s.image for s in val], conf=0.01)
+    truth = [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in val]
+    assert averaged.threshold == best_threshold(found, truth, 3.0, smooth=0.1).threshold
+    assert 0 < averaged.threshold < 1
+
+
 def test_views_are_the_symmetries_training_augmented_with() -> None:
     from pinpoint.predict import ALL_VIEWS, MIRRORS, tta_views
 

@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep the NCHW memory layout on CUDA (channels_last is the default there; the CPU always uses NCHW)")
     p.add_argument("--tta", action="store_true",
-                   help="average heatmaps over the image's turned and mirrored views (those training augmented with: "
-                        "8 by default) when validating and choosing the threshold, and make it the checkpoint's "
-                        "default in detect and eval (8x slower inference)")
+                   help="make averaging the heatmaps of the image's turned and mirrored views (those training "
+                        "augmented with: 8 by default) the checkpoint's default in detect and eval (8x slower "
+                        "inference); every checkpoint carries a threshold chosen for it, so detect --tta works without this")
     p.add_argument("--threshold-smoothing", type=float, default=defaults.threshold_smoothing,
                    help="choose the stored threshold where validation F1 averaged over +-this score window is highest; "
                         "0 = the single best cut (default %(default)s)")

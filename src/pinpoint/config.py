@@ -72,8 +72,9 @@ class TrainConfig:
     # the threshold maximises validation F1 averaged over +-threshold_smoothing around it (metrics.best_threshold):
     # with a few dozen validation targets the single best cut is often the edge of a lucky step; 0 = that cut
     threshold_smoothing: float = 0.1
-    # average heatmaps over the image's views that training augmented with (predict.tta_views: with the
-    # default flips and quarter turns, all 8), in validation and, by default, in detect: 8x slower
+    # make averaging the heatmaps of the image's views that training augmented with (predict.tta_views:
+    # with the default flips and quarter turns, all 8) the checkpoint's default in detect and eval: 8x
+    # slower. Every checkpoint carries a threshold for it (train.add_tta_threshold), so --tta works on any
     tta: bool = False
     top_k: int = 100
     # peaks closer than (nms_kernel - 1) / 2 px to a higher one are dropped: an extended target's

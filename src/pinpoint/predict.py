@@ -137,7 +137,10 @@ class Detector:
 
     @property
     def threshold(self) -> float:
-        return float(self.settings["threshold"])
+        """The score cut: with `tta` on, the one validation chose for averaged heatmaps
+        (`tta_threshold`, in checkpoints trained since it exists), else the plain one."""
+        averaged = self.settings.get("tta") and "tta_threshold" in self.settings
+        return float(self.settings["tta_threshold" if averaged else "threshold"])
 
     def prepare(self, grey: np.ndarray) -> np.ndarray:
         """Standardise, then resize to the training size or pad to the network's stride."""
