@@ -83,25 +83,6 @@ def test_contrast_attention_speaks_up_where_the_skip_has_a_small_bright_spot() -
         create_model("pinnet-s2d", nested=True, contrast_attention=True)
 
 
-def test_deep_supervision_adds_training_heads_and_leaves_inference_alone() -> None:
-    model = create_model("pinnet-s2d", deep_supervision=True)
-    x = torch.randn(2, 1, 48, 80)
-    side_by_side = model.train()(x)  # the final heatmap, then the 1/8 and 1/4 stages' heads
-    assert side_by_side.shape == (2, 3, 48, 80)
-    side_by_side.sum().backward()
-    unused = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not unused, unused
-    with torch.no_grad():
-        final = model.eval()(x)
-        model.aux_heads[0].bias.fill_(5.0)  # the extra heads do not reach the inference output
-        assert torch.equal(model(x), final)
-    assert final.shape == (2, 1, 48, 80)
-    assert onnx_gap(model) < 1e-4
-    assert not any("aux" in key for key in create_model("pinnet-s2d").state_dict())  # the default is unchanged
-    with pytest.raises(ValueError, match="U-Net decoder"):
-        create_model("pinnet-s2d", nested=True, deep_supervision=True)
-
-
 def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> None:
     model = create_model("pinnet-s2d-x3")
     x = torch.randn(2, 1, 32, 48)

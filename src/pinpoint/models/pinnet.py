@@ -136,14 +136,6 @@ class PinNet(nn.Module):
     (`local_contrast()`) as a second channel beside the image itself. `nested` replaces the
     U-Net decoder by UNet++'s dense nested skips (NestedDecoder); `contrast_attention` gates each
     decoder stage by the local contrast of its skip (Up).
-
-    `deep_supervision` adds a 1x1 head on the decoder's 1/8 and 1/4 stages (of the image, for
-    PinNetS2D), upsampled to full resolution. In training mode the heatmaps come side by side,
-    (B, 3, H, W) with the final one first, and each is trained against the same target (as
-    HeatmapEnsemble's members are); in eval mode only the final one, so inference and export are
-    unchanged. Why: the deep, wide-context stages are where clutter is told from targets, and
-    through the decoder they get the loss's gradient only after three more stages (DNANet trains
-    every scale's output the same way).
     """
 
     output = "heatmap"
@@ -151,15 +143,12 @@ class PinNet(nn.Module):
     block = 1
 
     def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), deep_blocks: int = 2,
-                 local_contrast: int = 0, nested: bool = False, contrast_attention: bool = False,
-                 deep_supervision: bool = False):
+                 local_contrast: int = 0, nested: bool = False, contrast_attention: bool = False):
         super().__init__()
         if local_contrast < 0 or (local_contrast and local_contrast % 2 == 0):
             raise ValueError(f"local_contrast={local_contrast}: the window side must be odd, or 0 (off)")
         if nested and contrast_attention:
             raise ValueError("nested and contrast_attention: choose one decoder")
-        if nested and deep_supervision:
-            raise ValueError("deep_supervision needs the U-Net decoder, not nested")
         self.local_contrast = local_contrast
         self.nested = nested
         w1, w2, w3, w4 = widths
@@ -175,9 +164,7 @@ class PinNet(nn.Module):
             self.up2 = Up(w3, w2, contrast_attention)
             self.up1 = Up(w2, w1, contrast_attention)
         self.head = nn.Conv2d(w1, self.block ** 2, 1)
-        self.aux_heads = nn.ModuleList([nn.Conv2d(w3, 1, 1), nn.Conv2d(w2, 1, 1)]) if deep_supervision else None
-        for head in [self.head, *(self.aux_heads or [])]:
-            nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))
+        nn.init.constant_(self.head.bias, -math.log((1 - 0.01) / 0.01))
 
     def make_stem(self, cin: int, cout: int) -> nn.Module:
         return conv_bn_relu(cin, cout)
@@ -192,17 +179,9 @@ class PinNet(nn.Module):
         if self.nested:
             d = self.decoder([s1, s2, s3, s4])
         else:
-            d3 = self.up3(s4, s3)
-            d2 = self.up2(d3, s2)
-            d = self.up1(d2, s1)
+            d = self.up1(self.up2(self.up3(s4, s3), s2), s1)
         logits = self.head(d)
-        logits = F.pixel_shuffle(logits, self.block) if self.block > 1 else logits
-        if self.aux_heads is not None and self.training:
-            size = logits.shape[-2:]
-            aux = [F.interpolate(head(m), size=size, mode="bilinear", align_corners=False)
-                   for head, m in zip(self.aux_heads, (d3, d2))]
-            logits = torch.cat([logits, *aux], dim=1)
-        return torch.sigmoid(logits)
+        return torch.sigmoid(F.pixel_shuffle(logits, self.block) if self.block > 1 else logits)
 
 
 class PinNetS2D(PinNet):
@@ -224,9 +203,8 @@ class PinNetS2D(PinNet):
     block = 2
 
     def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48), deep_blocks: int = 2,
-                 local_contrast: int = 0, nested: bool = False, contrast_attention: bool = False,
-                 deep_supervision: bool = False):
-        super().__init__(widths, deep_blocks, local_contrast, nested, contrast_attention, deep_supervision)
+                 local_contrast: int = 0, nested: bool = False, contrast_attention: bool = False):
+        super().__init__(widths, deep_blocks, local_contrast, nested, contrast_attention)
 
     def make_stem(self, cin: int, cout: int) -> nn.Module:
         return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
