@@ -28,11 +28,10 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import Sample, load_samples, load_stems
 from pinpoint.data.images import read_image
 from pinpoint.errors import InputError
-from pinpoint.metrics import best_threshold, match_points
+from pinpoint.metrics import best_threshold, evaluate, match_points
 from pinpoint.points import Points
-from pinpoint.metrics import evaluate
 from pinpoint.predict import ALL_VIEWS, MIRRORS, Detector
-from pinpoint.train import evaluate_detector, split_stems
+from pinpoint.train import evaluate_detector, ground_truth, split_stems
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NUAA-SIRST"
 MATCH_PX = 3.0
@@ -108,7 +107,7 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
         detector = Detector.load(weights, device="cpu")
         val = validation_images(weights)
         on_val = detector.predict_batch([s.image for s in val], conf=0.01)
-        truth = [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in val]
+        truth = ground_truth(val)
         found = detector.predict_batch([s.image for s in test], conf=0.01)
         plain = f1_at(found, test, best_threshold(on_val, truth, MATCH_PX).threshold)
         smoothed = f1_at(found, test, best_threshold(on_val, truth, MATCH_PX, smooth=0.1).threshold)
@@ -135,10 +134,11 @@ VIEW_SETS = {"as is": [(0, False)], "transpose": [(0, False), (1, True)], "mirro
 def views(weights_list: list[str], test: list[Sample]) -> None:
     """Test F1 and AP with heatmaps averaged over each set of views (predict.tta_views), against the
     image as is; the threshold and snap choice are made on the run's validation images with the
-    same views, as `train --tta` makes them. The differences are paired: the same weights each time.
+    same views (training's add_tta_threshold keeps the plain snap choice; on the runs measured,
+    both ways chose the same). The differences are paired: the same weights each time.
     """
     gains: dict[str, list[tuple[float, float]]] = {name: [] for name in VIEW_SETS}
-    truth = [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in test]
+    truth = ground_truth(test)
     for weights in weights_list:
         val = validation_images(weights)
         line = []

@@ -42,7 +42,7 @@ from pinpoint.files import write_text
 from pinpoint.metrics import best_threshold, evaluate, match_points
 from pinpoint.points import Points
 from pinpoint.predict import Detector
-from pinpoint.train import split_stems, train as train_detector
+from pinpoint.train import ground_truth, split_stems, train as train_detector
 
 FLOOR = 0.02  # candidates: every decoded point scored at least this (Pd 0.97 on the test split, 34 per image)
 SHIFT = 1  # training patches are cut up to this many px off the candidate
@@ -153,14 +153,10 @@ def rescore(net: Verifier, samples: list[Sample], found: list[tuple[Points, np.n
     return out
 
 
-def truth(samples: list[Sample]) -> list[Points]:
-    return [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in samples]
-
-
 def report(name: str, points: list[Points], val_points: list[Points], val: list[Sample], test: list[Sample]) -> None:
-    cut = best_threshold(val_points, truth(val), MATCH_PX, smooth=0.1).threshold
+    cut = best_threshold(val_points, ground_truth(val), MATCH_PX, smooth=0.1).threshold
     tp, fp, targets = f1_counts(points, test, cut)
-    ap = evaluate(points, truth(test), (MATCH_PX,))[MATCH_PX].AP
+    ap = evaluate(points, ground_truth(test), (MATCH_PX,))[MATCH_PX].AP
     best = max(f1_at(points, test, t) for t in np.arange(0.01, 0.99, 0.01))
     print(f"  {name:>20}: threshold {cut:.3f} (validation), test F1 {2 * tp / (targets + tp + fp):.4f}, Pd {tp / targets:.4f}, "
           f"precision {tp / max(tp + fp, 1):.4f}, AP {ap:.4f}; F1 at the best test cut {best:.4f}")

@@ -9,8 +9,8 @@ What is timed: the network forward on a prepared float32 batch (B, 1, H, W), fro
 array in to the raw output tensor out; with `decode`, also the peak decoding of the whole batch
 (NMS, top-k, threshold, sub-pixel refinement), i.e. everything of Detector.predict_batch but
 reading and standardising the image. With `tta`, the forward is the average over the model's
-turned and mirrored views (Detector.run), one network pass per view. The backends take turns in several rounds, so a
-neighbour process loading the CPU slows both alike instead of biasing the ratio.
+turned and mirrored views (Detector.run), one network pass per view. The backends take turns in
+several rounds, so a neighbour process loading the CPU slows both alike instead of biasing the ratio.
 """
 
 from __future__ import annotations

@@ -399,7 +399,7 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     targets in noise the half-maximum blob around a peak is mostly noise: on the synthetic demo data
     it raised the error from 0.21 to 0.24 px and cost two of 86 targets.
     """
-    gts = [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
+    gts = ground_truth(samples)
     allowed = bool(detector.settings.get("snap"))
     peaks_only = Detector(detector.model, {**detector.settings, "snap": False}, detector.device, detector.name, detector.backend)
     unsnapped = [peaks_only.predict(sample.image, conf=0.01) for sample in samples]
@@ -434,19 +434,22 @@ def add_tta_threshold(path: Path, samples: list[Sample], cfg: TrainConfig, devic
     them, so the plain threshold cuts averaged heatmaps too high. On the demo's data, --tta at the
     plain threshold (0.48) found 48 of 86 test targets, at its own (0.37) 54: F1 0.711 against 0.761.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = create_model(ckpt["model_name"], **ckpt["model_args"])
-    model.load_state_dict(ckpt["model"])
-    detector = Detector(model, {**ckpt["inference"], "tta": True}, device)
+    detector = Detector.load(path, device=str(device))
+    detector.settings["tta"] = True
     found = detector.predict_batch([sample.image for sample in samples], conf=0.01)
-    truth = [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
     try:
-        threshold = best_threshold(found, truth, cfg.match_px, cfg.threshold_smoothing).threshold
+        threshold = best_threshold(found, ground_truth(samples), cfg.match_px, cfg.threshold_smoothing).threshold
     except ValueError:  # no targets or no points in the validation images: --tta keeps the plain threshold
         return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     ckpt["inference"]["tta_threshold"] = threshold
     save_checkpoint(ckpt, path)
     return threshold
+
+
+def ground_truth(samples: list[Sample]) -> list[Points]:
+    """Each sample's labelled points, scored 1: what predictions are matched against."""
+    return [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
 
 
 @torch.no_grad()
