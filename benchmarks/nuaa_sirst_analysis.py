@@ -7,6 +7,7 @@
     python benchmarks/nuaa_sirst_analysis.py noise                         # each image's noise level, in grey levels
     python benchmarks/nuaa_sirst_analysis.py epochs RUN1 RUN2 ...          # best.pt (best validation epoch) vs last.pt
     python benchmarks/nuaa_sirst_analysis.py views RUN1/best.pt ...        # test-time averaging over sets of views
+    python benchmarks/nuaa_sirst_analysis.py agreement RUN1/best.pt ...    # the errors most runs share: what averaging cannot fix
 
 Scored like the benchmark: the 50/50 test split (or --split), one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
@@ -32,6 +33,7 @@ from pinpoint.metrics import best_threshold, evaluate, match_points
 from pinpoint.points import Points
 from pinpoint.predict import ALL_VIEWS, MIRRORS, Detector
 from pinpoint.train import evaluate_detector, ground_truth, split_stems
+from pinpoint.viz import save_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NUAA-SIRST"
 MATCH_PX = 3.0
@@ -61,6 +63,9 @@ def mask_area(stem: str, xy: np.ndarray, image_shape: tuple[int, int]) -> int:
     if count < 2:
         return 0
     return int(stats[1:, cv2.CC_STAT_AREA][np.argmin(((centroids[1:] - xy) ** 2).sum(axis=1))])
+
+
+AREA_BINS = [(0, 10), (10, 30), (30, 100), (100, 100_000)]  # mask areas in px: tiny, small, extended, large
 
 
 def errors(weights: str, test: list[Sample]) -> None:
@@ -93,6 +98,10 @@ def errors(weights: str, test: list[Sample]) -> None:
             below += int(match_points(low.xy, low.score, sample.xy[missed], MATCH_PX).gt_matched.sum())
     print(f"  missed targets with a peak within {MATCH_PX:g} px scored under the threshold (>= 0.05): {below}")
     print("  Pd by targets in the image: " + ", ".join(f"{k}: {np.mean(v):.3f} of {len(v)}" for k, v in sorted(by_count.items()) if v))
+    hits = np.concatenate([match_points(p.xy, p.score, s.xy, MATCH_PX).gt_matched for p, s in zip(found, test)])
+    areas = np.array([mask_area(s.stem, xy, s.image.shape) for s in test for xy in s.xy])
+    print("  Pd by mask area (px): " + ", ".join(f"{lo}-{hi}: {hits[(areas >= lo) & (areas < hi)].mean():.3f} of {((areas >= lo) & (areas < hi)).sum()}"
+                                                 for lo, hi in AREA_BINS if ((areas >= lo) & (areas < hi)).any()))
 
 
 def thresholds(weights_list: list[str], test: list[Sample]) -> None:
@@ -127,7 +136,9 @@ def validation_images(weights: str) -> list[Sample]:
     return load_stems(str(DATA), split_stems(cfg)[1])
 
 
-VIEW_SETS = {"as is": [(0, False)], "transpose": [(0, False), (1, True)], "mirrors": MIRRORS,
+# the image with one other view (2 passes), then the larger sets
+VIEW_SETS = {"as is": [(0, False)], "+transpose": [(0, False), (1, True)], "+quarter turn": [(0, False), (1, False)],
+             "+half turn": [(0, False), (2, False)], "+mirror": [(0, False), (0, True)], "mirrors": MIRRORS,
              "quarter turns": [(turns, False) for turns in range(4)], "all 8": ALL_VIEWS}
 
 
@@ -181,6 +192,94 @@ def ensemble(weights_list: list[str], test: list[Sample]) -> None:
     tp, fp, targets = f1_counts(points, test, cut)
     print(f"average of {len(detectors)} heatmaps at the mean threshold {cut:.3f}: F1 {2 * tp / (targets + tp + fp):.4f}, "
           f"Pd {tp / targets:.4f}, precision {tp / max(tp + fp, 1):.4f}")
+
+
+def agreement(weights_list: list[str], test: list[Sample], sheet: str | None = None) -> None:
+    """Which errors the runs share. Each run is cut at its own (plain) threshold; a target's hit rate is the
+    share of runs that find it, and false alarms of different runs within MATCH_PX of each other in
+    one image are one place. Errors that at least half the runs make are the ones averaging runs or
+    views is unlikely to remove (a majority's error is seldom outvoted), so the F1 left with only
+    those errors is about as far as such averaging can go. With `sheet`, their windows are drawn
+    into that PNG (error_windows).
+    """
+    found = []
+    for weights in weights_list:
+        detector = Detector.load(weights, device="cpu")
+        detector.settings["tta"] = False  # each network once, at its plain threshold
+        found.append(detector.predict_batch([s.image for s in test]))
+    runs = len(found)
+    rate, places = [], []  # places: (sample index, first point, set of runs)
+    for i, sample in enumerate(test):
+        hit = np.zeros(len(sample.xy))
+        here: list[tuple[np.ndarray, set[int]]] = []
+        for r, points in enumerate(f[i] for f in found):
+            match = match_points(points.xy, points.score, sample.xy, MATCH_PX)
+            hit += match.gt_matched
+            for xy in points.xy[~match.pred_matched]:
+                near = [place for place in here if np.hypot(*(place[0] - xy)) <= MATCH_PX]
+                if near:
+                    near[0][1].add(r)
+                else:
+                    here.append((xy, {r}))
+        rate.extend(hit / runs)
+        places.extend((i, xy, runs_there) for xy, runs_there in here)
+    rate = np.array(rate)
+    shared_fa = [(i, xy, len(r)) for i, xy, r in places if len(r) >= runs / 2]
+    targets, shared_miss = len(rate), int(np.sum(rate <= 0.5))
+    tp = targets - shared_miss
+    print(f"{runs} runs, {targets} targets: found by every run {np.sum(rate == 1)}, by none {np.sum(rate == 0)}, "
+          f"by half or fewer {np.sum((rate > 0) & (rate <= 0.5))}, by more than half (not all) {np.sum((rate > 0.5) & (rate < 1))}; "
+          f"misses per run {(1 - rate).sum():.1f}, false alarms per run {sum(len(r) for _, _, r in places) / runs:.1f}")
+    print(f"errors of at least half the runs: {shared_miss} misses, {len(shared_fa)} false-alarm places; "
+          f"with only those: Pd {tp / targets:.4f}, precision {tp / (tp + len(shared_fa)):.4f}, "
+          f"F1 {2 * tp / (2 * tp + len(shared_fa) + shared_miss):.4f}")
+    owner = [(i, xy) for i, sample in enumerate(test) for xy in sample.xy]  # in the order of `rate`
+    misses = [(i, xy, hit_rate) for (i, xy), hit_rate in zip(owner, rate) if hit_rate <= 0.5]
+    for i, xy, hit_rate in misses:
+        area = mask_area(test[i].stem, xy, test[i].image.shape)
+        alarm = min((np.hypot(*(fa - xy)) for t, fa, _ in shared_fa if t == i), default=np.inf)
+        beside = f", a shared false alarm {alarm:.1f} px away" if alarm <= 10 else ""
+        print(f"  missed: {test[i].stem} ({xy[0]:.0f}, {xy[1]:.0f}), mask {area} px, found by {hit_rate:.0%}{beside}")
+    for i, xy, count in sorted(shared_fa, key=lambda place: -place[2]):
+        print(f"  false alarm: {test[i].stem} ({xy[0]:.0f}, {xy[1]:.0f}) in {count} of {runs} runs")
+    if sheet:
+        places = [(i, xy, f"miss {hit_rate:.0%}") for i, xy, hit_rate in misses]
+        save_image(sheet, error_windows(test, places + [(i, xy, f"FA {count}/{runs}") for i, xy, count in shared_fa]))
+        print(f"windows of these errors: {sheet}")
+
+
+def error_windows(samples: list[Sample], places: list[tuple[int, np.ndarray, str]], radius: int = 20, zoom: int = 4,
+                  columns: int = 6) -> np.ndarray:
+    """A BGR contact sheet: for each (sample index, point, caption), the image around the point,
+    contrast stretched and enlarged, with the mask's outline (green), the labels (red dots) and the
+    point circled (yellow), so that a miss and a false alarm can be told apart at a glance."""
+    tiles = []
+    for i, (x, y), caption in places:
+        sample = samples[i]
+        grey = np.pad(sample.image.astype(np.float64), radius, mode="edge")
+        mask = cv2.imread(str(DATA / "masks" / f"{sample.stem}.png"), cv2.IMREAD_GRAYSCALE)
+        mask = np.pad(cv2.resize(mask, sample.image.shape[::-1], interpolation=cv2.INTER_NEAREST), radius)
+        col, row = int(round(x)), int(round(y))
+        window = grey[row:row + 2 * radius + 1, col:col + 2 * radius + 1]
+        window = (window - window.min()) / max(np.ptp(window), 1e-9)
+        tile = cv2.resize((window * 255).astype(np.uint8), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+        tile = cv2.cvtColor(tile, cv2.COLOR_GRAY2BGR)
+        inside = (mask[row:row + 2 * radius + 1, col:col + 2 * radius + 1] > 0).astype(np.uint8)
+        outline, _ = cv2.findContours(cv2.resize(inside, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST),
+                                      cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(tile, outline, -1, (0, 255, 0), 1)
+        for lx, ly in sample.xy:
+            u, v = (lx - col + radius + 0.5) * zoom, (ly - row + radius + 0.5) * zoom
+            if 0 <= u < tile.shape[1] and 0 <= v < tile.shape[0]:
+                cv2.circle(tile, (int(u), int(v)), 3, (0, 0, 255), -1)
+        centre = int((radius + 0.5) * zoom)
+        cv2.circle(tile, (centre, centre), 4 * zoom, (0, 255, 255), 1)
+        cv2.putText(tile, f"{sample.stem} {caption}", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1)
+        tiles.append(tile)
+    if not tiles:
+        return np.zeros((1, 1, 3), np.uint8)
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    return np.vstack([np.hstack(tiles[k:k + columns]) for k in range(0, len(tiles), columns)])
 
 
 # 3x3 Laplacian of a Laplacian: blind to planes and ramps; on white noise of std s its response has std 6 s
@@ -242,8 +341,9 @@ def noise(images: list[Path]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views"])
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views", "agreement"])
     parser.add_argument("weights", nargs="*")
+    parser.add_argument("--sheet", help="agreement: also draw the shared errors into this PNG")
     parser.add_argument("--split", default="50_50/test.txt",
                         help="the images scored, under splits/ (e.g. 50_50/train.txt: the run's own training images)")
     args = parser.parse_args()
@@ -266,6 +366,8 @@ def main() -> int:
         epochs(args.weights, test)
     elif args.what == "views":
         views(args.weights, test)
+    elif args.what == "agreement":
+        agreement(args.weights, test, args.sheet)
     else:
         ensemble(args.weights, test)
     return 0
