@@ -261,8 +261,6 @@ METHODS: dict[str, dict] = {
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, the stem also sees the image's local contrast (17 px box; -lc17 rows kept the best validation epoch)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-lc17-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}, seed=1),
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-lc17, another seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-lc17-seed2": {"train": dict(DEFAULT_RECIPE, model_args={"local_contrast": 17}, seed=2),
-        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-lc17, a third seed"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-w12": {"train": dict(DEFAULT_RECIPE, model_args={"widths": (12, 24, 48, 72)}),
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, widths 12-24-48-72 instead of 8-16-32-48 (the default does not fit its own training images: F1 0.948 on them)"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-w12-seed1": {"train": dict(DEFAULT_RECIPE, model_args={"widths": (12, 24, 48, 72)}, seed=1),
