@@ -73,9 +73,9 @@ def mask_area(stem: str, xy: np.ndarray, image_shape: tuple[int, int]) -> int:
 def hits_inside_masks(points: Points, sample: Sample) -> int:
     """How many targets missed at MATCH_PX have a point, itself unmatched, inside their mask component.
 
-    What the score would gain if a point anywhere on a target counted, as the field's Pd counts a
-    predicted region whose centroid is near the mask's: an extended target's point on its hot spot
-    is then a hit, not a miss and a false alarm.
+    What the score would gain if a point anywhere on a target counted: an extended target's point
+    on its hot spot is then a hit, not a miss and a false alarm. Looser than the field's Pd, which
+    asks for a predicted region whose centroid lies within 3 px of the mask's.
     """
     match = match_points(points.xy, points.score, sample.xy, MATCH_PX)
     count, components, _, centroids = mask_components(sample.stem, sample.image.shape)
