@@ -29,7 +29,7 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import Sample, load_samples, load_stems
 from pinpoint.data.images import read_image
 from pinpoint.errors import InputError
-from pinpoint.metrics import best_threshold, evaluate, match_points
+from pinpoint.metrics import Match, best_threshold, evaluate, match_points
 from pinpoint.points import Points
 from pinpoint.predict import ALL_VIEWS, MIRRORS, Detector
 from pinpoint.train import evaluate_detector, ground_truth, split_stems
@@ -70,14 +70,14 @@ def mask_area(stem: str, xy: np.ndarray, image_shape: tuple[int, int]) -> int:
     return int(stats[1:, cv2.CC_STAT_AREA][np.argmin(((centroids[1:] - xy) ** 2).sum(axis=1))])
 
 
-def hits_inside_masks(points: Points, sample: Sample) -> int:
-    """How many targets missed at MATCH_PX have a point, itself unmatched, inside their mask component.
+def hits_inside_masks(points: Points, sample: Sample, match: Match) -> int:
+    """How many targets `match` (points against the sample's labels at MATCH_PX) leaves missed have
+    a point, itself unmatched, inside their mask component.
 
     What the score would gain if a point anywhere on a target counted: an extended target's point
     on its hot spot is then a hit, not a miss and a false alarm. Looser than the field's Pd, which
     asks for a predicted region whose centroid lies within 3 px of the mask's.
     """
-    match = match_points(points.xy, points.score, sample.xy, MATCH_PX)
     count, components, _, centroids = mask_components(sample.stem, sample.image.shape)
     if count < 2:
         return 0
@@ -98,9 +98,9 @@ AREA_BINS = [(0, 10), (10, 30), (30, 100), (100, 100_000)]  # mask areas in px: 
 def errors(weights: str, test: list[Sample]) -> None:
     detector = Detector.load(weights, device="cpu")
     found = detector.predict_batch([s.image for s in test])
+    matches = [match_points(points.xy, points.score, sample.xy, MATCH_PX) for points, sample in zip(found, test)]
     missed_areas, false_alarm_gaps, false_alarm_scores = [], [], []
-    for points, sample in zip(found, test):
-        match = match_points(points.xy, points.score, sample.xy, MATCH_PX)
+    for points, sample, match in zip(found, test, matches):
         missed_areas += [mask_area(sample.stem, sample.xy[i], sample.image.shape) for i in np.flatnonzero(~match.gt_matched)]
         for i in np.flatnonzero(~match.pred_matched):
             gaps = np.hypot(*(sample.xy - points.xy[i]).T) if len(sample.xy) else np.array([np.inf])
@@ -109,9 +109,8 @@ def errors(weights: str, test: list[Sample]) -> None:
     tp, fp, targets = f1_counts(found, test, detector.threshold)
     near = sorted(g for g in false_alarm_gaps if g <= 10)
     by_count: dict[str, list[bool]] = {}
-    for points, sample in zip(found, test):
-        hits = match_points(points.xy, points.score, sample.xy, MATCH_PX).gt_matched
-        by_count.setdefault(str(min(len(sample.xy), 3)) + ("+" if len(sample.xy) >= 3 else ""), []).extend(hits.tolist())
+    for sample, match in zip(test, matches):
+        by_count.setdefault(str(min(len(sample.xy), 3)) + ("+" if len(sample.xy) >= 3 else ""), []).extend(match.gt_matched.tolist())
     print(f"{weights}: threshold {detector.threshold:.3f}, {targets} targets, {tp} found, {targets - tp} missed, {fp} false alarms")
     print(f"  missed targets' mask areas (px): {sorted(missed_areas)}")
     print(f"  false alarms within 10 px of a target: {len(near)} (distances {', '.join(f'{g:.1f}' for g in near)})")
@@ -119,15 +118,15 @@ def errors(weights: str, test: list[Sample]) -> None:
     if far:
         print(f"  false alarms farther from every target: {len(far)}, scored {far[0]:.2f} to {far[-1]:.2f}")
     below = 0
-    for points, low, sample in zip(found, detector.predict_batch([s.image for s in test], conf=0.05), test):
-        missed = ~match_points(points.xy, points.score, sample.xy, MATCH_PX).gt_matched
+    for match, low, sample in zip(matches, detector.predict_batch([s.image for s in test], conf=0.05), test):
+        missed = ~match.gt_matched
         if missed.any() and len(low):
             below += int(match_points(low.xy, low.score, sample.xy[missed], MATCH_PX).gt_matched.sum())
     print(f"  missed targets with a peak within {MATCH_PX:g} px scored under the threshold (>= 0.05): {below}")
     print("  Pd by targets in the image: " + ", ".join(f"{k}: {np.mean(v):.3f} of {len(v)}" for k, v in sorted(by_count.items()) if v))
-    hits = np.concatenate([match_points(p.xy, p.score, s.xy, MATCH_PX).gt_matched for p, s in zip(found, test)])
+    hits = np.concatenate([match.gt_matched for match in matches])
     areas = np.array([mask_area(s.stem, xy, s.image.shape) for s in test for xy in s.xy])
-    gained = sum(hits_inside_masks(points, sample) for points, sample in zip(found, test))
+    gained = sum(hits_inside_masks(points, sample, match) for points, sample, match in zip(found, test, matches))
     print(f"  if a point inside a target's mask also counted: {gained} more hits, Pd {(tp + gained) / targets:.4f}, "
           f"precision {(tp + gained) / max(tp + fp, 1):.4f}, F1 {2 * (tp + gained) / (targets + tp + fp):.4f}")
     print("  Pd by mask area (px): " + ", ".join(f"{lo}-{hi}: {hits[(areas >= lo) & (areas < hi)].mean():.3f} of {((areas >= lo) & (areas < hi)).sum()}"
