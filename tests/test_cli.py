@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,28 @@ def test_console_entry_point_runs() -> None:
     assert result.returncode == 0
     for verb in ("synth", "train", "eval", "detect", "convert", "demo"):
         assert verb in result.stdout
+
+
+def help_entries(verb: str, capsys) -> dict[str, str]:
+    """`pinpoint VERB --help`'s options section: each option's first flag -> its entry, lines joined."""
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    options = capsys.readouterr().out.split("options:")[1]
+    entries = re.split(r"\n  (?=-)", options)[1:]  # an entry starts with a flag at the left margin
+    return {entry.split()[0].rstrip(","): " ".join(entry.split()) for entry in entries}
+
+
+def test_verb_help_shows_each_options_default(capsys) -> None:
+    """Defaults come from TrainConfig, so the help cannot drift from what train does; flags and unset paths stay bare."""
+    from pinpoint.config import TrainConfig
+
+    entries, defaults = help_entries("train", capsys), TrainConfig()
+    for option, value in [("--epochs", defaults.epochs), ("--lr", defaults.lr), ("--img-size", defaults.img_size),
+                          ("--seed", defaults.seed), ("--loss", defaults.loss), ("--restart-lr", defaults.restart_lr)]:
+        assert entries[option].endswith(f"(default {value})"), entries[option]
+    assert not any(text.endswith(("(default False)", "(default )", "(default None)")) for text in entries.values())
+    assert "(default" not in entries["--init"] and "(default" not in entries["--deterministic"]
+    assert help_entries("bench", capsys)["--backend"].endswith("(default torch onnxruntime)")  # a list as it is typed
 
 
 @pytest.mark.parametrize("flags, named", [(["--nms-kernel", "4"], "--nms-kernel 4"), (["--ema", "1.0"], "--ema 1.0"),

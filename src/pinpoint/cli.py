@@ -28,17 +28,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class VerbParser(argparse.ArgumentParser):
+    """A verb's parser: its help shows the defaults (ShowDefaults)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, formatter_class=ShowDefaults, **kwargs)
+
+
+class ShowDefaults(argparse.HelpFormatter):
+    """Help that ends each option's text with its default, unless the text already says it: a user
+    reading `pinpoint train -h` should not need the source to know what an option is left at."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        if "default" in text or not action.option_strings or unset:  # store_true flags and unset paths say nothing
+            return text
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else str(action.default)
+        return f"{text} (default {shown.replace('%', '%%')})"  # as typed on the command line; help is %-formatted
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pinpoint.config import TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="pinpoint", description="Find tiny infrared targets as points.")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
 
     p = verbs.add_parser("synth", help="write a synthetic infrared dataset (images/, labels/, splits/)")
     p.add_argument("out", help="output folder")
     p.add_argument("--n", type=int, default=200, help="number of images (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the images and targets")
     p.add_argument("--min-size", type=int, default=160, help="smallest side length in pixels")
     p.add_argument("--max-size", type=int, default=320, help="largest side length in pixels")
     p.add_argument("--splits", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VAL", "TEST"),
@@ -50,24 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="file of training stems (default: every image)")
     p.add_argument("--val-split", help="file of validation stems (default: a seeded 10%% of the training stems)")
     p.add_argument("--model", default=defaults.model, help=f"model name (default {defaults.model})")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training images")
+    p.add_argument("--restart-epochs", type=int, default=defaults.restart_epochs,
+                   help="then a second cycle of this many passes from the averaged weights, the schedule started again; 0 = none")
+    p.add_argument("--restart-lr", type=float, default=defaults.restart_lr,
+                   help="the second cycle's learning rate as a share of --lr")
     p.add_argument("--batch", type=int, default=defaults.batch,
-                   help="GLOBAL batch size: under torchrun each of the N processes takes batch / N (default %(default)s)")
-    p.add_argument("--lr", type=float, default=defaults.lr)
+                   help="GLOBAL batch size: under torchrun each of the N processes takes batch / N")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (Adam)")
     p.add_argument("--img-size", type=int, default=defaults.img_size, help="resize every image to this square size; 0 = native size with crops")
     p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side when --img-size 0")
     p.add_argument("--paste", type=int, default=defaults.paste,
-                   help="copy-paste: add up to N targets cut from other training images to each crop (default %(default)s)")
+                   help="copy-paste: add up to N targets cut from other training images to each crop")
     p.add_argument("--dim", type=float, default=defaults.dim,
                    help="fade half the targets of each crop to a random 1-D..100%% of their contrast, so faint ones "
-                        "are learnt too; 0 = off (default %(default)s)")
+                        "are learnt too; 0 = off")
     p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
-                   help="zoom crops by a random factor in [1/(1+J), 1+J] (default %(default)s)")
+                   help="zoom crops by a random factor in [1/(1+J), 1+J]")
     p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
     p.add_argument("--blob-sigma", type=float, default=defaults.blob_sigma,
                    help="widen each target's gaussian to this many times its bright blob's radius, at least "
-                        "--sigma (extended targets); 0 = off (default %(default)s)")
-    p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"])
+                        "--sigma (extended targets); 0 = off")
+    p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"], help="heatmap loss")
     p.add_argument("--keep", choices=("last", "best"), default=defaults.keep,
                    help="the epoch best.pt holds: last (default; validation still picks the threshold) or best (highest validation F1)")
     p.add_argument("--init", default=defaults.init, metavar="CKPT",
@@ -76,22 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distillation: also learn this trained heatmap model's heatmaps of the training images "
                         "(e.g. a pinnet-s2d-x3 run's best.pt)")
     p.add_argument("--teacher-weight", type=float, default=defaults.teacher_weight,
-                   help="weight of the distillation term against the label loss (default %(default)s)")
-    p.add_argument("--schedule", default=defaults.schedule, choices=["step", "cosine"])
+                   help="weight of the distillation term against the label loss")
+    p.add_argument("--schedule", default=defaults.schedule, choices=["step", "cosine"], help="learning-rate schedule")
     p.add_argument("--nms-kernel", type=int, default=defaults.nms_kernel,
-                   help="odd window of the peak suppression stored as the checkpoint's default (default %(default)s)")
+                   help="odd window of the peak suppression, stored in the checkpoint for detect and eval")
     p.add_argument("--ema", type=float, default=defaults.ema,
-                   help="decay of the moving average of the weights that is validated and saved; 0 = off (default %(default)s)")
+                   help="decay of the moving average of the weights that is validated and saved; 0 = off")
     p.add_argument("--lr-step", type=int, default=defaults.lr_step, help="epochs between learning-rate drops (step schedule)")
     p.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma, help="learning-rate factor at each drop")
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights, crops and validation carve-out")
     p.add_argument("--workers", type=int, default=defaults.workers, help="data-loading worker processes")
     p.add_argument("--device", default=defaults.device,
                    help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N; "
                         "under torchrun give auto or cuda: each process takes cuda:LOCAL_RANK")
     p.add_argument("--amp", default=defaults.amp, choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision: auto = bf16 on CUDA (fp16 with loss scaling on GPUs without bf16), "
-                        "off on the CPU; fp16 needs CUDA (default %(default)s)")
+                        "off on the CPU; fp16 needs CUDA")
     p.add_argument("--no-channels-last", action="store_true",
                    help="keep the NCHW memory layout on CUDA (channels_last is the default there; the CPU always uses NCHW)")
     p.add_argument("--tta", action="store_true",
@@ -100,11 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "inference); every checkpoint carries a threshold chosen for it, so detect --tta works without this")
     p.add_argument("--threshold-smoothing", type=float, default=defaults.threshold_smoothing,
                    help="choose the stored threshold where validation F1 averaged over +-this score window is highest; "
-                        "0 = the single best cut (default %(default)s)")
+                        "0 = the single best cut")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
                    help="move each point to the intensity centroid of the bright blob it sits on (points on one "
                         "blob become one), if validation F1 rises, or holds while the localisation error falls "
-                        "(stored in the checkpoint); --no-snap keeps the heatmap's peaks (default %(default)s)")
+                        "(stored in the checkpoint); --no-snap keeps the heatmap's peaks")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
     p.add_argument("--save-every-steps", type=int, default=defaults.save_every_steps, metavar="K",
@@ -131,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_overrides(p)
     p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N")
     p.set_defaults(run=run_eval)
 
     p = verbs.add_parser("detect", help="find points in images, folders, globs, lists or videos; write labels, tables, pictures, video")
@@ -145,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-txt", help="folder for one label file per image (x y score)")
     p.add_argument("--save-vis", help="folder for pictures: JET heatmap over the image with the points")
     add_decoding_overrides(p)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
     p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
@@ -157,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch) for onnxruntime")
     p.add_argument("--weights", required=True, help="a checkpoint written by train")
-    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     p.add_argument("--out", help="the file to write (default: the checkpoint's name with .onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.set_defaults(run=run_export)
@@ -170,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
     p.add_argument("--threads", type=int, nargs="+",
                    help="intra-op thread counts, each measured for both backends, e.g. 1 2 (default: torch's, one per core)")
-    p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
+    p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"], help="backends to time")
     p.add_argument("--seconds", type=float, default=3.0, help="timing budget per size, batch and backend (default 3)")
     p.add_argument("--decode", action="store_true", help="time forward + peak decoding instead of the forward alone")
     p.add_argument("--tta", action="store_true",
@@ -179,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_bench)
 
     p = verbs.add_parser("convert", help="convert datasets: masks -> labels, labels <-> COCO keypoints")
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", parser_class=VerbParser)
     c = kinds.add_parser("masks", help="binary target masks -> point labels (8-connected component centroids)")
     c.add_argument("--masks", required=True, help="folder of mask images")
     c.add_argument("--out", required=True, help="folder for the label files")
@@ -189,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = kinds.add_parser("labels-to-coco", help="a dataset folder -> one COCO keypoints JSON")
     c.add_argument("--data", required=True, help="folder with images/ and labels/")
     c.add_argument("--out", required=True, help="the JSON file to write")
-    c.add_argument("--category", default="target")
+    c.add_argument("--category", default="target", help="COCO category name of the points")
     c.set_defaults(run=run_convert)
     c = kinds.add_parser("coco-to-labels", help="a COCO keypoints JSON (CVAT, Label Studio, ...) -> label files")
     c.add_argument("--coco", required=True, help="the COCO JSON file")
@@ -202,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", help="folder with images/ (labels/ is created and written there)")
     p.add_argument("--weights", help="a checkpoint whose predictions are shown as suggestions and in the review view")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to serve on")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.set_defaults(run=run_annotate)
 
@@ -211,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=240, help="synthetic images")
     p.add_argument("--epochs", type=int, default=80, help="training epochs (default 80: about 3 minutes on 2 CPU cores)")
     p.add_argument("--model", default=defaults.model, help="model to train (default: the default model)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training")
     p.set_defaults(run=run_demo)
     return parser
 
@@ -249,7 +273,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
-                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste,
+                      restart_epochs=args.restart_epochs, restart_lr=args.restart_lr, batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste,
                       scale_jitter=args.scale_jitter, sigma=args.sigma, loss=args.loss, schedule=args.schedule,
                       lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,

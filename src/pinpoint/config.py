@@ -31,14 +31,14 @@ class TrainConfig:
     # augmentation
     flip: bool = True  # left-right flips
     # up-down flips and random quarter turns; both off keep every crop upright (sky above ground), a clue
-    # to tell clutter from targets that on NUAA-SIRST was worth less than the turned crops (README, -upright)
+    # to tell clutter from targets that on NUAA-SIRST was worth less than the turned crops (benchmarks/README.md, -upright)
     vflip: bool = True
     rot90: bool = True
     scale_jitter: float = 0.0  # crops zoomed by a log-uniform factor in [1 / (1 + j), 1 + j]; 0 = native scale only
     paste: int = 0  # copy-paste: up to this many targets from other training images added to each crop; 0 = off
     # each target in a crop, with probability 1/2, keeps only a share in [1 - dim, 1] of its contrast over
     # its surroundings: the net sees the faint versions of its few hundred targets; 0 = off (on NUAA-SIRST
-    # it did not raise F1: README, -dim0.6)
+    # it did not raise F1: benchmarks/README.md, -dim0.6)
     dim: float = 0.0
     intensity_jitter: float = 0.1  # random gain and offset strength (log-normal gain, normal offset), 0 = off
     # target and loss
@@ -53,6 +53,10 @@ class TrainConfig:
     teacher_weight: float = 1.0  # weight of the distillation term against the label loss
     # optimisation
     epochs: int = 100
+    # then a second cycle of this many epochs from the averaged weights, with a fresh optimizer, at
+    # restart_lr x lr (train.make_cycle); 0 = one cycle
+    restart_epochs: int = 0
+    restart_lr: float = 0.5
     batch: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -99,6 +103,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        # runs saved before `keep` existed kept the best validation epoch; a resumed one goes on doing so
-        values = {"keep": "best", **values}
+        # runs saved before `keep` existed kept the best validation epoch, and those saved before
+        # `restart_epochs` trained one cycle; a resumed one goes on doing so
+        values = {"keep": "best", "restart_epochs": 0, **values}
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -49,7 +49,7 @@ def tta_views(flip: bool, vflip: bool, rot90: bool) -> list[View]:
 
     Why those: a network trained on quarter turns and mirrors of its crops has learned each of them
     as well as the others, so its heatmaps of the 8 views differ only by its own errors, which
-    averaging cancels (on NUAA-SIRST: AP +0.014 and F1 +0.009 over 17 runs; README). A view it was
+    averaging cancels (on NUAA-SIRST: AP +0.014 and F1 +0.009 over 17 runs; benchmarks/README.md). A view it was
     never trained on (a scene upside down, for a model kept upright) would add errors instead.
     """
     if rot90:

@@ -3,7 +3,7 @@
 Why: the errors left on NUAA-SIRST are mostly in the ranking (true targets scored under the
 threshold, clutter scored over it), and runs that differ only in their seed rank differently.
 Averaging their heatmaps evens that out: three separately trained seeds, averaged offline, scored
-F1 0.929 against 0.909-0.916 alone (README). Here the members train together, in one loop on the
+F1 0.929 against 0.909-0.916 alone (benchmarks/README.md). Here the members train together, in one loop on the
 same batches, each under its own loss (they do not see each other's output), so one command
 trains and one checkpoint or .onnx holds the whole set. Inference runs every member: K times the
 cost of one.

@@ -48,7 +48,7 @@ class Up(nn.Module):
     in (0, 1) read from the skip's local contrast: the skip minus its 5x5 mean, through a 1x1 conv
     and a sigmoid. The idea comes from ALCNet's bottom-up modulation (Dai et al., TGRS 2021):
     fine maps that see a small bright spot tell the coarse, semantic maps where to speak up.
-    On NUAA-SIRST it did not raise F1 (README, -catt), so it is off.
+    On NUAA-SIRST it did not raise F1 (benchmarks/README.md, -catt), so it is off.
     """
 
     def __init__(self, deep: int, skip: int, contrast_attention: bool = False):
@@ -89,7 +89,7 @@ class NestedDecoder(nn.Module):
 
     Why it was tried: DNANet (Li et al., TIP 2023) credits repeated fusion between scales with keeping
     small targets alive in the deep layers. On NUAA-SIRST it did not raise F1, at twice the FLOPs
-    (README, -nest), so it is off.
+    (benchmarks/README.md, -nest), so it is off.
     """
 
     def __init__(self, widths: tuple[int, ...]):
@@ -116,7 +116,7 @@ def local_contrast(x: torch.Tensor, window: int) -> torch.Tensor:
     Why: a whole-image standardisation leaves a faint target on smooth sky at a fraction of the
     contrast of clutter in a busy image; measured against its own surroundings it stands out as
     much as a bright one. Separable box means (exact at the borders: only pixels inside count).
-    On NUAA-SIRST it raised AP but not F1, at half the speed (README, -lc17), so it is off by default.
+    On NUAA-SIRST it raised AP but not F1, at half the speed (benchmarks/README.md, -lc17), so it is off by default.
     """
     def box(t: torch.Tensor) -> torch.Tensor:
         t = F.avg_pool2d(t, (1, window), stride=1, padding=(0, window // 2), count_include_pad=False)
