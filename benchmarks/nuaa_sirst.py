@@ -35,11 +35,11 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "NUAA-SIRST"
 # The seed recipe, spelled out in full so that later changes of TrainConfig's defaults leave it alone.
 SEED_RECIPE = dict(img_size=256, sigma=10.0, loss="mse", flip=True, rot90=False, intensity_jitter=0.0,
                    epochs=30, batch=16, lr=1e-3, schedule="step", lr_step=10, lr_gamma=0.1, nms_kernel=3, ema=0.0, snap=False,
-                   threshold_smoothing=0.0, blob_sigma=0.0, keep="best", restart_epochs=0)
+                   threshold_smoothing=0.0, blob_sigma=0.0, keep="best")
 
 PINNET_RECIPE = dict(model="pinnet", img_size=0, crop_size=128, crop_on_target=0.7, sigma=2.0, loss="focal", flip=True,
                      rot90=True, intensity_jitter=0.1, epochs=40, batch=16, lr=2e-3, schedule="cosine", nms_kernel=3,
-                     ema=0.0, snap=False, threshold_smoothing=0.0, blob_sigma=0.0, keep="best", restart_epochs=0)
+                     ema=0.0, snap=False, threshold_smoothing=0.0, blob_sigma=0.0, keep="best")
 S2D_RECIPE = dict(PINNET_RECIPE, model="pinnet-s2d", epochs=100, crop_size=192, crop_on_target=0.5)
 S2D_EMA_RECIPE = dict(S2D_RECIPE, nms_kernel=7, ema=0.995)  # the base of the later s2d attempts
 B8_RECIPE = dict(S2D_EMA_RECIPE, batch=8)  # the base of the attempts after batch 8 was adopted
@@ -275,16 +275,6 @@ METHODS: dict[str, dict] = {
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, a fourth seed"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-seed4": {"train": dict(DEFAULT_RECIPE, seed=4),
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, a fifth seed"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40": {"train": dict(DEFAULT_RECIPE, restart_epochs=40, restart_lr=0.5),
-        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last, then a second cosine cycle of 40 epochs at half the learning rate, from the averaged weights with a fresh optimizer and average"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40-seed1": {"train": dict(DEFAULT_RECIPE, restart_epochs=40, restart_lr=0.5, seed=1),
-        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40, seed 1"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40-seed2": {"train": dict(DEFAULT_RECIPE, restart_epochs=40, restart_lr=0.5, seed=2),
-        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40, seed 2"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40-seed3": {"train": dict(DEFAULT_RECIPE, restart_epochs=40, restart_lr=0.5, seed=3),
-        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40, seed 3"},
-    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40-seed4": {"train": dict(DEFAULT_RECIPE, restart_epochs=40, restart_lr=0.5, seed=4),
-        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-r40, seed 4"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},

@@ -140,7 +140,7 @@ def test_verb_help_shows_each_options_default(capsys) -> None:
 
     entries, defaults = help_entries("train", capsys), TrainConfig()
     for option, value in [("--epochs", defaults.epochs), ("--lr", defaults.lr), ("--img-size", defaults.img_size),
-                          ("--seed", defaults.seed), ("--loss", defaults.loss), ("--restart-lr", defaults.restart_lr)]:
+                          ("--seed", defaults.seed), ("--loss", defaults.loss), ("--ema", defaults.ema)]:
         assert entries[option].endswith(f"(default {value})"), entries[option]
     assert not any(text.endswith(("(default False)", "(default )", "(default None)")) for text in entries.values())
     assert "(default" not in entries["--init"] and "(default" not in entries["--deterministic"]

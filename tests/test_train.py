@@ -321,30 +321,6 @@ def test_init_from_an_exported_onnx_file_is_refused(heatmap_run: Path, spot_data
 
 
 def test_a_config_saved_before_keep_existed_reads_as_best() -> None:
-    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("keep", "restart_epochs")}  # an older checkpoint's
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "keep"}  # what an older checkpoint holds
     assert TrainConfig.from_dict(old).keep == "best"  # a resumed old run goes on keeping its best epoch
-    assert TrainConfig.from_dict(old).restart_epochs == 0  # ... and trains the one cycle it was started with
     assert TrainConfig.from_dict(TrainConfig().to_dict()).keep == "last"
-    assert TrainConfig.from_dict(TrainConfig(restart_epochs=3).to_dict()).restart_epochs == 3
-
-
-def test_the_second_cycle_starts_from_the_averaged_weights_at_its_own_rate(spot_data: Path, tmp_path: Path) -> None:
-    """At a vanishing second-cycle rate the optimizer's weights after the restart are the first cycle's average."""
-    common = dict(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"), model="heatmap",
-                  crop_size=64, epochs=2, batch=8, lr=3e-3, ema=0.9, deterministic=True, progress=False)
-    one = train(TrainConfig(**common, out=str(tmp_path / "one")))
-    two = train(TrainConfig(**common, restart_epochs=1, restart_lr=1e-9, out=str(tmp_path / "two")))
-    assert [row["lr"] for row in read_log(two)] == pytest.approx([3e-3, 3e-3 * 0.505, 3e-12])  # cosine, then restarted
-    averaged = torch.load(one / "last.pt", weights_only=False)["model"]  # the first cycle's weight average
-    before = torch.load(one / "last.pt", weights_only=False)["trained_model"]
-    after = torch.load(two / "last.pt", weights_only=False)
-    assert after["cycle"] == 2 and after["epoch"] == 3
-    learnt = [k for k in averaged if k.endswith((".weight", ".bias"))]  # BatchNorm's running statistics move at any rate
-    assert all(torch.allclose(after["trained_model"][k], averaged[k], atol=1e-7) for k in learnt)
-    assert not all(torch.allclose(before[k], averaged[k], atol=1e-7) for k in learnt)  # not the optimizer's own weights
-
-
-def test_a_negative_restart_is_refused(spot_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="--restart-epochs"):
-        train(TrainConfig(data=str(spot_data), out=str(tmp_path), model="heatmap", crop_size=64, epochs=1,
-                          restart_epochs=-1, progress=False))

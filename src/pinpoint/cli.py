@@ -71,10 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", help="file of validation stems (default: a seeded 10%% of the training stems)")
     p.add_argument("--model", default=defaults.model, help=f"model name (default {defaults.model})")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training images")
-    p.add_argument("--restart-epochs", type=int, default=defaults.restart_epochs,
-                   help="then a second cycle of this many passes from the averaged weights, the schedule started again; 0 = none")
-    p.add_argument("--restart-lr", type=float, default=defaults.restart_lr,
-                   help="the second cycle's learning rate as a share of --lr")
     p.add_argument("--batch", type=int, default=defaults.batch,
                    help="GLOBAL batch size: under torchrun each of the N processes takes batch / N")
     p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (Adam)")
@@ -273,7 +269,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
-                      restart_epochs=args.restart_epochs, restart_lr=args.restart_lr, batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste,
+                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste,
                       scale_jitter=args.scale_jitter, sigma=args.sigma, loss=args.loss, schedule=args.schedule,
                       lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,

@@ -53,10 +53,6 @@ class TrainConfig:
     teacher_weight: float = 1.0  # weight of the distillation term against the label loss
     # optimisation
     epochs: int = 100
-    # then a second cycle of this many epochs from the averaged weights, with a fresh optimizer, at
-    # restart_lr x lr (train.make_cycle); 0 = one cycle
-    restart_epochs: int = 0
-    restart_lr: float = 0.5
     batch: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -103,7 +99,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        # runs saved before `keep` existed kept the best validation epoch, and those saved before
-        # `restart_epochs` trained one cycle; a resumed one goes on doing so
-        values = {"keep": "best", "restart_epochs": 0, **values}
+        # runs saved before `keep` existed kept the best validation epoch; a resumed one goes on doing so
+        values = {"keep": "best", **values}
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -15,11 +15,6 @@ With cfg.ema > 0 an exponential moving average of the weights (decay ramped up o
 steps) is what gets validated, selected and saved for inference: it averages out the last
 epochs' step-to-step jitter, which on a small training set otherwise decides which epoch wins.
 
-With cfg.restart_epochs > 0, training runs a second cycle after the first: from the averaged
-weights, with a fresh optimizer, schedule and average, at cfg.restart_lr times the learning rate
-(make_cycle). The first cycle ends in a minimum found at a learning rate of 1%; raising it again
-lets the weights leave that minimum for a nearby one, and the second average lands in it.
-
 Crash safety: last.pt is replaced atomically at every epoch end, and every cfg.save_every_steps
 batches inside an epoch, with all it takes to go on: weights, optimizer, schedule, loss scaler,
 epoch and batch within it, every process's RNG states and the history. resume(run_dir) continues
@@ -117,9 +112,10 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=len(dataset) >= cfg.batch,
         generator=torch.Generator().manual_seed(cfg.seed), pin_memory=device.type == "cuda")
-    cycle = state.get("cycle", 1) if state is not None else 1
-    optimizer, scheduler, ema = make_cycle(cfg, model, cycle)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True) if cfg.ema else None
     final = ema.module if ema else model  # the weights that are validated and that inference gets
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 gradients underflow without it
 
     history: list[dict[str, Any]] = []
@@ -149,13 +145,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
               + (f"; continuing after epoch {start_epoch - 1}, batch {start_batch}" if state else "")
               + (f"; {len(skipped)} bad file(s) skipped, listed at the end" if skipped else ""), flush=True)
 
-    epochs = cfg.epochs + cfg.restart_epochs
-    for epoch in range(start_epoch, epochs + 1):
-        if epoch == cfg.epochs + 1 and cycle == 1:  # the second cycle starts from the averaged weights
-            model.load_state_dict(final.state_dict())
-            cycle = 2
-            optimizer, scheduler, ema = make_cycle(cfg, model, cycle)
-            final = ema.module if ema else model
+    for epoch in range(start_epoch, cfg.epochs + 1):
         started = time.time()
         first = start_batch if epoch == start_epoch else 0  # batches a resumed epoch already did
         total, batches = (carried_loss, first) if epoch == start_epoch else (0.0, 0)
@@ -163,7 +153,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch, first)
         steps = first + len(loader)
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", initial=first, total=steps, leave=False,
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", initial=first, total=steps, leave=False,
                    disable=not (cfg.progress and main))
         for images, targets, weights in bar:
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -185,7 +175,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
                     save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch - 1, history[-1] if history else {}),
                                      **resumable_state(optimizer, scheduler, scaler, batches, processes, history,
-                                                       best_key, best_threshold_value, model, ema, cycle)}, out / "last.pt")
+                                                       best_key, best_threshold_value, model, ema)}, out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         processes = distributed.gather_objects(process_state(0.0, device))
@@ -210,11 +200,11 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 save_checkpoint(checkpoint, out / "best.pt")
             save_checkpoint({**checkpoint,
                              **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value,
-                                               model, ema, cycle)},
+                                               model, ema)},
                             out / "last.pt")
             write_log(history, out / "log.csv")
             plot_losses(history, out / "loss.png")
-            print(_epoch_line(row, epochs), flush=True)
+            print(_epoch_line(row, cfg.epochs), flush=True)
         distributed.barrier()
 
     if main:
@@ -235,9 +225,6 @@ def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
         raise InputError(f"--keep {cfg.keep}: choose last (the final epoch's weights) or best (the best validation F1)")
     if cfg.nms_kernel < 1 or cfg.nms_kernel % 2 == 0:
         raise InputError(f"--nms-kernel {cfg.nms_kernel}: the peak window must be odd and positive (3, 5, 7, ...)")
-    if cfg.restart_epochs < 0 or cfg.restart_lr <= 0:
-        raise InputError(f"--restart-epochs {cfg.restart_epochs} --restart-lr {cfg.restart_lr}: "
-                         f"the second cycle's epochs must be 0 (none) or more, its learning-rate factor positive")
     if not 0 <= cfg.ema < 1:
         raise InputError(f"--ema {cfg.ema}: the decay of the weight average must be in [0, 1); 0 turns it off")
     if cfg.scale_jitter < 0:
@@ -353,20 +340,9 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     raise InputError(f"--amp {amp}: choose auto, off, bf16 or fp16")
 
 
-def make_cycle(cfg: TrainConfig, model: torch.nn.Module,
-               cycle: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, AveragedModel | None]:
-    """Optimizer, schedule and weight average of training cycle 1 (cfg.epochs at cfg.lr) or 2 (the
-    restart: cfg.restart_epochs at cfg.restart_lr * cfg.lr), each fresh: the restart keeps only the
-    weights, not Adam's moments from the end of the first cycle."""
-    lr, epochs = (cfg.lr, cfg.epochs) if cycle == 1 else (cfg.lr * cfg.restart_lr, cfg.restart_epochs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True) if cfg.ema else None
-    return optimizer, make_scheduler(cfg, optimizer, epochs), ema
-
-
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.schedule == "cosine":  # to 1% of the cycle's starting rate
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=optimizer.param_groups[0]["lr"] * 0.01)
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.01)
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(cfg.lr_step, 1), gamma=cfg.lr_gamma)
     raise ValueError(f"unknown schedule {cfg.schedule!r}; choose step or cosine")
@@ -504,15 +480,13 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
 
 def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
                     processes: list[dict[str, Any]], history: list[dict[str, Any]], best_key: tuple,
-                    best_threshold_value: float, model: torch.nn.Module, ema: AveragedModel | None,
-                    cycle: int) -> dict[str, Any]:
+                    best_threshold_value: float, model: torch.nn.Module, ema: AveragedModel | None) -> dict[str, Any]:
     """What last.pt holds besides the weights so that training can go on as if never stopped.
 
     `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
     epoch's end); `processes` holds each process's RNG states and its running loss sum. With a
     weight average, "model" holds the average (for inference) and "trained_model" the weights
-    the optimizer steps. `cycle` says whether optimizer, schedule and average are the first
-    cycle's or the restart's (make_cycle).
+    the optimizer steps.
     """
     averaged = {"trained_model": model.state_dict(), "ema": ema.state_dict()} if ema else {}
     return {**averaged,
@@ -524,7 +498,6 @@ def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.a
         "history": list(history),
         "best_key": list(best_key),
         "best_threshold": best_threshold_value,
-        "cycle": cycle,
     }
 
 
