@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+DEVICE_HELP = "auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N"
+
+
 class VerbParser(argparse.ArgumentParser):
     """A verb's parser: its help shows the defaults (ShowDefaults)."""
 
@@ -107,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights, crops and validation carve-out")
     p.add_argument("--workers", type=int, default=defaults.workers, help="data-loading worker processes")
     p.add_argument("--device", default=defaults.device,
-                   help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N; "
-                        "under torchrun give auto or cuda: each process takes cuda:LOCAL_RANK")
+                   help=DEVICE_HELP + "; under torchrun give auto or cuda: each process takes cuda:LOCAL_RANK")
     p.add_argument("--amp", default=defaults.amp, choices=["auto", "off", "bf16", "fp16"],
                    help="mixed precision: auto = bf16 on CUDA (fp16 with loss scaling on GPUs without bf16), "
                         "off on the CPU; fp16 needs CUDA")
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_overrides(p)
     p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--device", default="auto", help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=run_eval)
 
     p = verbs.add_parser("detect", help="find points in images, folders, globs, lists or videos; write labels, tables, pictures, video")
@@ -165,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-txt", help="folder for one label file per image (x y score)")
     p.add_argument("--save-vis", help="folder for pictures: JET heatmap over the image with the points")
     add_decoding_overrides(p)
-    p.add_argument("--device", default="auto", help="auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
     p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
