@@ -54,12 +54,17 @@ def f1_at(points: list[Points], samples: list[Sample], threshold: float) -> floa
     return 2 * tp / (targets + tp + fp)
 
 
-def mask_components(stem: str, image_shape: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """cv2.connectedComponentsWithStats of the image's mask (8-connected, resized to the image)."""
+def read_mask(stem: str, image_shape: tuple[int, int]) -> np.ndarray:
+    """The image's mask (0/255), resized to the image where it differs (Misc_111)."""
     mask = cv2.imread(str(DATA / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
     if mask.shape != image_shape:
         mask = cv2.resize(mask, image_shape[::-1], interpolation=cv2.INTER_NEAREST)
-    return cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    return mask
+
+
+def mask_components(stem: str, image_shape: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """cv2.connectedComponentsWithStats of the image's mask (8-connected)."""
+    return cv2.connectedComponentsWithStats((read_mask(stem, image_shape) > 0).astype(np.uint8), connectivity=8)
 
 
 def mask_area(stem: str, xy: np.ndarray, image_shape: tuple[int, int]) -> int:
@@ -99,9 +104,10 @@ def errors(weights: str, test: list[Sample]) -> None:
     detector = Detector.load(weights, device="cpu")
     found = detector.predict_batch([s.image for s in test])
     matches = [match_points(points.xy, points.score, sample.xy, MATCH_PX) for points, sample in zip(found, test)]
-    missed_areas, false_alarm_gaps, false_alarm_scores = [], [], []
+    hits = np.concatenate([match.gt_matched for match in matches])  # every test target, in order
+    areas = np.array([mask_area(s.stem, xy, s.image.shape) for s in test for xy in s.xy])
+    false_alarm_gaps, false_alarm_scores = [], []
     for points, sample, match in zip(found, test, matches):
-        missed_areas += [mask_area(sample.stem, sample.xy[i], sample.image.shape) for i in np.flatnonzero(~match.gt_matched)]
         for i in np.flatnonzero(~match.pred_matched):
             gaps = np.hypot(*(sample.xy - points.xy[i]).T) if len(sample.xy) else np.array([np.inf])
             false_alarm_gaps.append(float(gaps.min()))
@@ -112,7 +118,7 @@ def errors(weights: str, test: list[Sample]) -> None:
     for sample, match in zip(test, matches):
         by_count.setdefault(str(min(len(sample.xy), 3)) + ("+" if len(sample.xy) >= 3 else ""), []).extend(match.gt_matched.tolist())
     print(f"{weights}: threshold {detector.threshold:.3f}, {targets} targets, {tp} found, {targets - tp} missed, {fp} false alarms")
-    print(f"  missed targets' mask areas (px): {sorted(missed_areas)}")
+    print(f"  missed targets' mask areas (px): {sorted(areas[~hits].tolist())}")
     print(f"  false alarms within 10 px of a target: {len(near)} (distances {', '.join(f'{g:.1f}' for g in near)})")
     far = sorted(s for g, s in zip(false_alarm_gaps, false_alarm_scores) if g > 10)
     if far:
@@ -124,8 +130,6 @@ def errors(weights: str, test: list[Sample]) -> None:
             below += int(match_points(low.xy, low.score, sample.xy[missed], MATCH_PX).gt_matched.sum())
     print(f"  missed targets with a peak within {MATCH_PX:g} px scored under the threshold (>= 0.05): {below}")
     print("  Pd by targets in the image: " + ", ".join(f"{k}: {np.mean(v):.3f} of {len(v)}" for k, v in sorted(by_count.items()) if v))
-    hits = np.concatenate([match.gt_matched for match in matches])
-    areas = np.array([mask_area(s.stem, xy, s.image.shape) for s in test for xy in s.xy])
     gained = sum(hits_inside_masks(points, sample, match) for points, sample, match in zip(found, test, matches))
     print(f"  if a point inside a target's mask also counted: {gained} more hits, Pd {(tp + gained) / targets:.4f}, "
           f"precision {(tp + gained) / max(tp + fp, 1):.4f}, F1 {2 * (tp + gained) / (targets + tp + fp):.4f}")
@@ -272,8 +276,8 @@ def agreement(weights_list: list[str], test: list[Sample], sheet: str | None = N
     for i, xy, count in sorted(shared_fa, key=lambda place: -place[2]):
         print(f"  false alarm: {test[i].stem} ({xy[0]:.0f}, {xy[1]:.0f}) in {count} of {runs} runs")
     if sheet:
-        places = [(i, xy, f"miss {hit_rate:.0%}") for i, xy, hit_rate in misses]
-        save_image(sheet, error_windows(test, places + [(i, xy, f"FA {count}/{runs}") for i, xy, count in shared_fa]))
+        windows = [(i, xy, f"miss {hit_rate:.0%}") for i, xy, hit_rate in misses]
+        save_image(sheet, error_windows(test, windows + [(i, xy, f"FA {count}/{runs}") for i, xy, count in shared_fa]))
         print(f"windows of these errors: {sheet}")
 
 
@@ -286,8 +290,7 @@ def error_windows(samples: list[Sample], places: list[tuple[int, np.ndarray, str
     for i, (x, y), caption in places:
         sample = samples[i]
         grey = np.pad(sample.image.astype(np.float64), radius, mode="edge")
-        mask = cv2.imread(str(DATA / "masks" / f"{sample.stem}.png"), cv2.IMREAD_GRAYSCALE)
-        mask = np.pad(cv2.resize(mask, sample.image.shape[::-1], interpolation=cv2.INTER_NEAREST), radius)
+        mask = np.pad(read_mask(sample.stem, sample.image.shape), radius)
         col, row = int(round(x)), int(round(y))
         window = grey[row:row + 2 * radius + 1, col:col + 2 * radius + 1]
         window = (window - window.min()) / max(np.ptp(window), 1e-9)
