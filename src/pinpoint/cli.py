@@ -60,19 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("synth", help="write a synthetic infrared dataset (images/, labels/, splits/)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--n", type=int, default=200, help="number of images (default 200)")
+    p.add_argument("--n", type=int, default=200, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="random seed of the images and targets")
     p.add_argument("--min-size", type=int, default=160, help="smallest side length in pixels")
     p.add_argument("--max-size", type=int, default=320, help="largest side length in pixels")
     p.add_argument("--splits", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VAL", "TEST"),
-                   help="shares of the train/val/test split files (default 0.6 0.2 0.2)")
+                   help="shares of the train/val/test split files")
     p.set_defaults(run=run_synth)
 
     p = verbs.add_parser("train", help="train a model on a folder of images with point labels")
     p.add_argument("--data", help="folder with images/ and labels/ (required unless --resume)")
     p.add_argument("--split", help="file of training stems (default: every image)")
     p.add_argument("--val-split", help="file of validation stems (default: a seeded 10%% of the training stems)")
-    p.add_argument("--model", default=defaults.model, help=f"model name (default {defaults.model})")
+    p.add_argument("--model", default=defaults.model, help="model name")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training images")
     p.add_argument("--batch", type=int, default=defaults.batch,
                    help="GLOBAL batch size: under torchrun each of the N processes takes batch / N")
@@ -181,14 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="a checkpoint written by train")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     p.add_argument("--out", help="the file to write (default: the checkpoint's name with .onnx)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.set_defaults(run=run_export)
 
     p = verbs.add_parser("bench", help="parameters, FLOPs, latency and throughput in PyTorch eager and onnxruntime")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--weights", help="a checkpoint written by train")
     model.add_argument("--model", help="a model name, with random weights (they run as fast as trained ones)")
-    p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480 (default 256)")
+    p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
     p.add_argument("--threads", type=int, nargs="+",
                    help="intra-op thread counts, each measured for both backends, e.g. 1 2 (default: torch's, one per core)")
