@@ -91,7 +91,7 @@ def test_convert_masks_and_coco_round_trip(tmp_path: Path) -> None:
 def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path / "demo"), "--n", "20", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    for made in ("run/best.pt", "run/loss.png", "eval.json", "pred", "vis"):
+    for made in ("run/best.pt", "run/loss.png", "eval/scores.json", "eval/pr.png", "eval/per_image.csv", "pred", "vis"):
         assert (tmp_path / "demo" / made).exists(), made
         assert made.split("/")[0] in out
     assert list((tmp_path / "demo" / "vis").glob("*.png"))

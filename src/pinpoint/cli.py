@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_overrides(p)
     p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--report", metavar="DIR", help="also write to DIR: pr.png and pr.csv (the PR curves), per_image.csv, "
+                   "scores.json and mistakes/NAME.png (hits green, false alarms yellow, misses red; at the first --dist)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=run_eval)
 
@@ -289,11 +291,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
     results = evaluate_dataset(args.data, args.split, pred_dir=args.pred, weights=args.weights, method=args.method,
                                conf=args.conf, distances=args.dist, device=args.device, tta=args.tta,
-                               snap=args.snap)
+                               snap=args.snap, report=args.report)
     if args.json:
         print(json.dumps({f"{d:g}px": s.to_dict() for d, s in results.items()}, indent=2))
     else:
         print(format_table(results))
+        if args.report:
+            print(f"report: {args.report}/ (pr.png, pr.csv, per_image.csv, scores.json, mistakes/)")
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,7 +9,6 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.synth import synthesize
 from pinpoint.detect import detect_folder, make_detector
 from pinpoint.evaluate import evaluate_dataset
-from pinpoint.files import write_text
 from pinpoint.metrics import format_table
 from pinpoint.train import train
 
@@ -33,10 +31,9 @@ def demo(out: Path, n: int = 240, epochs: int = 80, model: str = TrainConfig.mod
 
     test = data / "splits" / "test.txt"
     print("[3/4] scoring best.pt on the test split")
-    results = evaluate_dataset(data, test, weights=str(run / "best.pt"), distances=(3.0, 5.0), device="cpu")
-    table = format_table(results)
-    print(table)
-    write_text(out / "eval.json", json.dumps({f"{d:g}px": s.to_dict() for d, s in results.items()}, indent=2) + "\n")
+    results = evaluate_dataset(data, test, weights=str(run / "best.pt"), distances=(3.0, 5.0), device="cpu",
+                               report=out / "eval")
+    print(format_table(results))
 
     print("[4/4] detecting on the test split: labels and pictures")
     detector = make_detector(str(run / "best.pt"), None, "cpu")
@@ -45,7 +42,9 @@ def demo(out: Path, n: int = 240, epochs: int = 80, model: str = TrainConfig.mod
     print(f"\npinpoint demo finished in {time.time() - started:.0f}s. Everything is in {out}/:")
     for what, where in [("dataset (images/, labels/, splits/)", data), ("checkpoints best.pt / last.pt", run),
                         ("training log and loss curve", run / "log.csv"), ("", run / "loss.png"),
-                        ("test scores (3 px and 5 px)", out / "eval.json"), ("predicted labels", out / "pred"),
+                        ("test scores (3 px and 5 px)", out / "eval" / "scores.json"),
+                        ("PR curves", out / "eval" / "pr.png"), ("hits and mistakes per image", out / "eval" / "per_image.csv"),
+                        ("pictures of the mistakes", out / "eval" / "mistakes"), ("predicted labels", out / "pred"),
                         ("pictures: heatmap + points", out / "vis")]:
         print(f"  {what:38s} {where}")
     return {d: s.to_dict() for d, s in results.items()}

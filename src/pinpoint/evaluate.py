@@ -13,6 +13,7 @@ from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
 from pinpoint.metrics import Evaluator, Scores
 from pinpoint.points import Points
+from pinpoint.report import Report
 
 RANKING_FLOOR = 0.01  # lowest peak score kept for AP and PR curves
 
@@ -20,13 +21,15 @@ RANKING_FLOOR = 0.01  # lowest peak score kept for AP and PR curves
 def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = None, *, pred_dir: str | None = None,
                      weights: str | None = None, method: str | None = None, conf: float | None = None,
                      distances: Iterable[float] = (3.0,), device: str = "auto", tta: bool | None = None,
-                     snap: bool | None = None) -> dict[float, Scores]:
+                     snap: bool | None = None, report: str | os.PathLike | None = None) -> dict[float, Scores]:
     """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
 
     With `pred_dir`, predicted label files are read (scores in the 3rd column; `conf` cuts them);
     otherwise the checkpoint or classical method is run on each image. The headline numbers use
     the detector's own threshold (or `conf`); AP and the PR curve rank every peak down to
     RANKING_FLOOR, so that they describe the model rather than one operating point.
+    With `report`, that folder gets the PR curves, a table per image and pictures of the mistakes
+    at the first distance (report.py).
     """
     detector = None
     cut = conf
@@ -35,7 +38,9 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
 
         detector = make_detector(weights, method, device, tta=tta, snap=snap)
         cut = detector.threshold if conf is None else conf
-    evaluator = Evaluator(thresholds=tuple(distances), score_threshold=cut)
+    distances = tuple(distances)
+    evaluator = Evaluator(thresholds=distances, score_threshold=cut)
+    reporter = Report(report, distances[0], cut) if report is not None else None
     for stem in dataset_stems(data, split):
         sample = load_sample(data, stem)
         size = sample.image.shape
@@ -48,4 +53,9 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
         else:
             pred = detector.predict(sample.image, min(cut, RANKING_FLOOR))
         evaluator.add(pred, truth)
-    return evaluator.result()
+        if reporter is not None:
+            reporter.add(stem, sample.image, pred, truth)
+    results = evaluator.result()
+    if reporter is not None:
+        reporter.write(results)
+    return results

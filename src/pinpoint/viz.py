@@ -93,8 +93,10 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
     plt.close(fig)
 
 
-def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike, title: str = "") -> None:
-    """Precision-recall curves: name -> (recall, precision, AP)."""
+def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike, title: str = "",
+            marks: dict[str, tuple[float, float]] | None = None) -> None:
+    """Precision-recall curves: name -> (recall, precision, AP); `marks`: name -> the (recall,
+    precision) of the operating point, drawn as a dot on that curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +104,9 @@ def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str |
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     for name, (recall, precision, ap) in curves.items():
-        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+        (line,) = ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+        if marks and name in marks:
+            ax.plot(*marks[name], "o", color=line.get_color())
     ax.set_xlabel("recall (Pd)")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1.01)
