@@ -83,6 +83,34 @@ def test_contrast_attention_speaks_up_where_the_skip_has_a_small_bright_spot() -
         create_model("pinnet-s2d", nested=True, contrast_attention=True)
 
 
+def test_global_attention_starts_as_the_plain_decoder_and_scales_whole_skip_channels() -> None:
+    torch.manual_seed(0)
+    plain, gated = Up(6, 4), Up(6, 4, global_attention=True)
+    gated.load_state_dict(plain.state_dict(), strict=False)
+    plain.eval(), gated.eval()
+    deep, skip = torch.randn(1, 6, 5, 5), torch.randn(1, 4, 10, 10)
+    with torch.no_grad():
+        assert torch.equal(plain(deep, skip), gated(deep, skip))  # the gate starts at exactly 1
+        gated.scene[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, -50.0]))  # channel 3: gate ~0
+        gated.refine = torch.nn.Identity()
+        gated.reduce = torch.nn.Sequential(torch.nn.Conv2d(6, 4, 1, bias=False))
+        gated.reduce[0].weight.zero_()  # the output is then relu(the gated skip)
+        out = gated(deep, skip)
+    assert torch.allclose(out[0, :3], torch.relu(skip[0, :3]))
+    assert float(out[0, 3].abs().max()) < 1e-12
+    assert onnx_gap(create_model("pinnet-s2d", global_attention=True)) < 1e-4
+    assert not any("scene" in key for key in create_model("pinnet-s2d").state_dict())  # old checkpoints still load
+    # the default model is that network under a name of its own
+    torch.manual_seed(1)
+    named = create_model("pinnet-s2d-gated").state_dict()
+    torch.manual_seed(1)
+    spelled = create_model("pinnet-s2d", global_attention=True).state_dict()
+    assert list(named) == list(spelled) and all(torch.equal(named[k], spelled[k]) for k in named)
+    assert sum("scene" in key for key in named) == 3 * 4  # three decoder stages, two convs with weight and bias
+    with pytest.raises(ValueError, match="one decoder"):
+        create_model("pinnet-s2d", nested=True, global_attention=True)
+
+
 def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> None:
     model = create_model("pinnet-s2d-x3")
     x = torch.randn(2, 1, 32, 48)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pinpoint
 from pinpoint.config import TrainConfig
 from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
-from pinpoint.train import split_stems, train, training_loss
+from pinpoint.train import ground_truth, split_stems, train, training_loss
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +108,9 @@ def test_view_averaging_is_exact_for_a_symmetric_scene_and_switchable(heatmap_ru
     assert 0 < np.abs(heat_plain - heat_tta).max() < 0.5
 
 
-def test_checkpoint_carries_a_threshold_chosen_for_averaged_heatmaps(heatmap_run: Path, spot_data: Path) -> None:
+def test_checkpoint_carries_thresholds_cut_on_every_training_image(heatmap_run: Path, spot_data: Path) -> None:
     from pinpoint.data.dataset import load_samples
     from pinpoint.metrics import best_threshold
-    from pinpoint.points import Points
     from pinpoint.predict import Detector
 
     plain = Detector.load(heatmap_run / "best.pt", device="cpu")
@@ -118,12 +118,24 @@ def test_checkpoint_carries_a_threshold_chosen_for_averaged_heatmaps(heatmap_run
     averaged = Detector.load(heatmap_run / "best.pt", device="cpu")
     averaged.settings["tta"] = True  # what detect --tta does
     assert averaged.threshold == averaged.settings["tta_threshold"]
-    # it is the cut validation makes on the averaged heatmaps, as for the plain one
-    val = load_samples(spot_data, spot_data / "val.txt")
-    found = averaged.predict_batch([s.image for s in val], conf=0.01)
-    truth = [Points(s.xy, np.ones(len(s.xy)), s.image.shape) for s in val]
-    assert averaged.threshold == best_threshold(found, truth, 3.0, smooth=0.1).threshold
-    assert 0 < averaged.threshold < 1
+    # both are the cuts the training and validation images give (threshold_images="all", the default)
+    images = load_samples(spot_data, spot_data / "train.txt") + load_samples(spot_data, spot_data / "val.txt")
+    for detector in (plain, averaged):
+        found = detector.predict_batch([s.image for s in images], conf=0.01)
+        assert detector.threshold == best_threshold(found, ground_truth(images), 3.0, smooth=0.1).threshold
+        assert 0 < detector.threshold < 1
+
+
+def test_threshold_images_val_keeps_the_validation_cut(spot_data: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
+                      out=str(tmp_path / "run"), model="heatmap", crop_size=64, epochs=3, threshold_images="val",
+                      intensity_jitter=0.0, progress=False)
+    run = train(cfg)
+    ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    assert ckpt["inference"]["threshold"] == read_log(run)[-1]["val_threshold"]  # the kept (last) epoch's own cut
+    assert "tta_threshold" in ckpt["inference"]
+    with pytest.raises(InputError, match="--threshold-images"):
+        train(dataclasses.replace(cfg, threshold_images="train"))
 
 
 def test_views_are_the_symmetries_training_augmented_with() -> None:

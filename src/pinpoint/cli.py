@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--sigma (extended targets); 0 = off")
     p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"], help="heatmap loss")
     p.add_argument("--keep", choices=("last", "best"), default=defaults.keep,
-                   help="the epoch best.pt holds: last (default; validation still picks the threshold) or best (highest validation F1)")
+                   help="the epoch best.pt holds: last (default; validation still picks the snap choice) or best (highest validation F1)")
     p.add_argument("--init", default=defaults.init, metavar="CKPT",
                    help="start from this checkpoint's weights (fine-tuning); the same --model it was trained with")
     p.add_argument("--teacher", default=defaults.teacher, metavar="CKPT",
@@ -121,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "augmented with: 8 by default) the checkpoint's default in detect and eval (8x slower "
                         "inference); every checkpoint carries a threshold chosen for it, so detect --tta works without this")
     p.add_argument("--threshold-smoothing", type=float, default=defaults.threshold_smoothing,
-                   help="choose the stored threshold where validation F1 averaged over +-this score window is highest; "
+                   help="choose the stored threshold where F1 averaged over +-this score window is highest; "
                         "0 = the single best cut")
+    p.add_argument("--threshold-images", choices=["all", "val"], default=defaults.threshold_images,
+                   help="choose the stored thresholds, once training ends, on every training and validation image "
+                        "(all) or on the validation images alone (val)")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
                    help="move each point to the intensity centroid of the bright blob it sits on (points on one "
                         "blob become one), if validation F1 rises, or holds while the localisation error falls "
@@ -279,7 +282,7 @@ def run_train(args: argparse.Namespace) -> int:
                       workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
-                      threshold_smoothing=args.threshold_smoothing, teacher=args.teacher, teacher_weight=args.teacher_weight,
+                      threshold_smoothing=args.threshold_smoothing, threshold_images=args.threshold_images, teacher=args.teacher, teacher_weight=args.teacher_weight,
                       blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep)
     train(cfg)
     return 0

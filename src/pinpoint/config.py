@@ -19,7 +19,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # used only when val_split is None
     out: str = "runs/train"  # run folder: checkpoints, log.csv, loss.png
     # model
-    model: str = "pinnet-s2d"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
+    model: str = "pinnet-s2d-gated"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments
     # a checkpoint of the same model whose weights training starts from (fine-tuning), "" = random weights
     init: str = ""
@@ -57,7 +57,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     ema: float = 0.995  # decay of the moving average of the weights that validation and checkpoints use; 0 = off
-    # which epoch best.pt holds: "last" (the final weights; validation still sets the threshold and snapping)
+    # which epoch best.pt holds: "last" (the final weights; validation still sets snapping)
     # or "best" (the highest validation F1): on a few dozen validation targets the best epoch is mostly the luckiest
     keep: str = "last"
     schedule: str = "cosine"  # "cosine" (to 1% of lr) or "step" (x lr_gamma every lr_step epochs, the seed's)
@@ -67,14 +67,18 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes; 0 loads in the main process
     device: str = "auto"  # auto | cpu | cuda | cuda:i
     # decoding (stored in the checkpoint as the defaults of detect)
-    threshold: float = 0.3  # minimal peak score; replaced by the best validation F1 threshold when tune_threshold
+    threshold: float = 0.3  # minimal peak score; replaced by the best F1 threshold (threshold_images) when tune_threshold
     tune_threshold: bool = True
-    # the threshold maximises validation F1 averaged over +-threshold_smoothing around it (metrics.best_threshold):
-    # with a few dozen validation targets the single best cut is often the edge of a lucky step; 0 = that cut
+    # the threshold maximises F1 (on threshold_images) averaged over +-threshold_smoothing around it
+    # (metrics.best_threshold): with a few dozen targets the single best cut is often the edge of a lucky step; 0 = that cut
     threshold_smoothing: float = 0.1
+    # the images the stored thresholds are chosen on, once training ends: "all" (the training images with the
+    # validation ones: ten times the targets of a 10% validation split, whose single cut can be a lucky step) or
+    # "val" (the validation images alone, the rule before; benchmarks/README.md, -trainthr)
+    threshold_images: str = "all"
     # make averaging the heatmaps of the image's views that training augmented with (predict.tta_views:
     # with the default flips and quarter turns, all 8) the checkpoint's default in detect and eval: 8x
-    # slower. Every checkpoint carries a threshold for it (train.add_tta_threshold), so --tta works on any
+    # slower. Every checkpoint carries a threshold for it (train.store_thresholds), so --tta works on any
     tta: bool = False
     top_k: int = 100
     # peaks closer than (nms_kernel - 1) / 2 px to a higher one are dropped: an extended target's

@@ -137,7 +137,7 @@ class Detector:
 
     @property
     def threshold(self) -> float:
-        """The score cut: with `tta` on, the one validation chose for averaged heatmaps
+        """The score cut: with `tta` on, the one training cut for averaged heatmaps
         (`tta_threshold`, in checkpoints trained since it exists), else the plain one."""
         averaged = self.settings.get("tta") and "tta_threshold" in self.settings
         return float(self.settings["tta_threshold" if averaged else "threshold"])

@@ -6,12 +6,13 @@ from torch import nn
 
 from pinpoint.models.ensemble import PinNetS2DEnsemble
 from pinpoint.models.heatmap import HeatmapNet
-from pinpoint.models.pinnet import PinNet, PinNetS2D
+from pinpoint.models.pinnet import PinNet, PinNetS2D, PinNetS2DGated
 from pinpoint.models.regression import RegressionNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "pinnet": PinNet,
     "pinnet-s2d": PinNetS2D,
+    "pinnet-s2d-gated": PinNetS2DGated,
     "pinnet-s2d-x3": PinNetS2DEnsemble,
     "heatmap": HeatmapNet,
     "regression": RegressionNet,
