@@ -42,6 +42,8 @@ def colour_near(picture: np.ndarray, x: int, y: int, colour: tuple[int, int, int
 def test_report_counts_each_image_and_draws_only_the_images_with_mistakes(tmp_path: Path, capsys) -> None:
     data, pred = write_case(tmp_path / "data")
     report = tmp_path / "report"
+    (report / "mistakes").mkdir(parents=True)
+    (report / "mistakes" / "gone.png").write_bytes(b"a picture from an earlier report")
     assert main(["eval", "--data", str(data), "--pred", str(pred), "--conf", "0.5", "--dist", "3", "5",
                  "--report", str(report)]) == 0
     assert str(report) in capsys.readouterr().out

@@ -13,6 +13,8 @@ Folder layout:
     per_image.csv      targets, points, hits, misses and false alarms of every image
     mistakes/NAME.png  images with a miss or a false alarm: hits green, false alarms yellow (with
                        their scores), missed targets red
+A report written again into the same folder replaces the pictures of the one before, so that no
+picture of a mistake the detector no longer makes is left behind.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def draw_mistakes(grey: np.ndarray, points: Points, truth: Points, pred_matched:
 def steps(recall: np.ndarray) -> np.ndarray:
     """Indices of the cuts where recall rises, and the lowest cut: the corners of the PR curve that
     AP is computed from. The cuts between them only add false alarms, one by one: on NUAA-SIRST's
-    test split the default model's curve has 19,271 cuts, 256 of them corners."""
+    test split the previous default's curve (seed 0) has 19,271 cuts, 256 of them corners."""
     if not len(recall):
         return np.zeros(0, dtype=int)
     rises = np.nonzero(np.diff(np.r_[0.0, np.nan_to_num(recall)]) > 0)[0]
@@ -64,6 +66,8 @@ class Report:
         self.max_dist = max_dist
         self.threshold = threshold
         self.rows: list[dict] = []
+        for stale in (self.folder / "mistakes").glob("*.png"):
+            stale.unlink()
 
     def add(self, name: str, grey: np.ndarray, points: Points, truth: Points) -> None:
         """One image: its points (all of them; the threshold is applied here) and its ground truth."""
