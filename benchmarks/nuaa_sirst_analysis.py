@@ -148,6 +148,7 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
     """
     chosen: dict[str, list[float]] = {"plain": [], "smoothed": [], "training split": [], "best on test": []}
     training = load_samples(DATA, DATA / "splits" / "50_50" / "train.txt")
+    training_truth = ground_truth(training)
     for weights in weights_list:
         detector = Detector.load(weights, device="cpu")
         val = validation_images(weights)
@@ -157,7 +158,7 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
         found = detector.predict_batch([s.image for s in test], conf=0.01)
         plain = f1_at(found, test, best_threshold(on_val, truth, MATCH_PX).threshold)
         smoothed = f1_at(found, test, best_threshold(on_val, truth, MATCH_PX, smooth=0.1).threshold)
-        cut = best_threshold(on_training, ground_truth(training), MATCH_PX, smooth=0.1).threshold
+        cut = best_threshold(on_training, training_truth, MATCH_PX, smooth=0.1).threshold
         whole = f1_at(found, test, cut)
         best = max(f1_at(found, test, t) for t in np.arange(0.05, 0.95, 0.01))
         for key, value in zip(chosen, (plain, smoothed, whole, best)):

@@ -40,7 +40,7 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
         cut = detector.threshold if conf is None else conf
     distances = tuple(distances)
     evaluator = Evaluator(thresholds=distances, score_threshold=cut)
-    reporter = Report(report, distances[0], cut) if report is not None else None
+    reporter = Report(report, cut) if report is not None else None
     for stem in dataset_stems(data, split):
         sample = load_sample(data, stem)
         size = sample.image.shape
@@ -52,9 +52,9 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
             pred = Points.from_labels(read_labels(path), size)
         else:
             pred = detector.predict(sample.image, min(cut, RANKING_FLOOR))
-        evaluator.add(pred, truth)
+        matches = evaluator.add(pred, truth)
         if reporter is not None:
-            reporter.add(stem, sample.image, pred, truth)
+            reporter.add(stem, sample.image, evaluator.claims(pred), truth, matches[distances[0]])
     results = evaluator.result()
     if reporter is not None:
         reporter.write(results)

@@ -273,8 +273,16 @@ class Evaluator:
         self._ranked_scores: list[np.ndarray] = []
         self._ranked_is_tp: dict[float, list[np.ndarray]] = {t: [] for t in self.thresholds}
 
-    def add(self, pred: Points, gt: Points) -> None:
-        """Add one image: its predictions and its ground truth (same image size)."""
+    def claims(self, pred: Points) -> Points:
+        """The predictions the headline numbers count: those at or above the score cut, if any."""
+        return pred if self.score_threshold is None else pred[pred.score >= self.score_threshold]
+
+    def add(self, pred: Points, gt: Points) -> dict[float, Match]:
+        """Add one image: its predictions and its ground truth (same image size).
+
+        Returns the headline matching at each distance, between `claims(pred)` and `gt`, for
+        callers that show the image's own hits and misses (report.py).
+        """
         _check_pair(pred, gt)
         distances = pairwise_distances(pred.xy, gt.xy)
         kept = pred.score >= self.score_threshold if self.score_threshold is not None else np.ones(len(pred), bool)
@@ -284,12 +292,14 @@ class Evaluator:
         self._targets += len(gt)
         self._predictions += int(kept.sum())
         self._ranked_scores.append(pred.score.copy())
+        headlines = {}
         for max_dist in self.thresholds:
-            headline = _match_nearest_first(distances[kept], pred.score[kept], max_dist)
+            headline = headlines[max_dist] = _match_nearest_first(distances[kept], pred.score[kept], max_dist)
             self._true_positives[max_dist] += len(headline.pairs)
             self._matched_distance_sum[max_dist] += float(headline.distances.sum())
             ranked = _match_score_order(distances, pred.score, max_dist)
             self._ranked_is_tp[max_dist].append(ranked.pred_matched)
+        return headlines
 
     def result(self) -> dict[float, Scores]:
         """Scores for every matching distance, in the order the distances were given."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pinpoint.files import write_text
-from pinpoint.metrics import Scores, match_points
+from pinpoint.metrics import Match, Scores
 from pinpoint.points import Points
 from pinpoint.viz import draw_points, plot_pr, save_image, to_bgr8
 
@@ -57,23 +57,20 @@ def steps(recall: np.ndarray) -> np.ndarray:
 class Report:
     """Collects what `evaluate_dataset` sees image by image and writes the folder at the end.
 
-    `max_dist` is the distance the table and the pictures use (the first one asked for);
-    `threshold` is the score cut of the headline numbers (None: every point handed in is a claim).
+    `threshold` is the score cut of the headline numbers (None: every point handed in is a claim),
+    shown in scores.json and on the PR curve.
     """
 
-    def __init__(self, folder: str | os.PathLike, max_dist: float, threshold: float | None):
+    def __init__(self, folder: str | os.PathLike, threshold: float | None):
         self.folder = Path(folder)
-        self.max_dist = max_dist
         self.threshold = threshold
         self.rows: list[dict] = []
         for stale in (self.folder / "mistakes").glob("*.png"):
             stale.unlink()
 
-    def add(self, name: str, grey: np.ndarray, points: Points, truth: Points) -> None:
-        """One image: its points (all of them; the threshold is applied here) and its ground truth."""
-        if self.threshold is not None:
-            points = points[points.score >= self.threshold]
-        match = match_points(points.xy, points.score, truth.xy, self.max_dist)
+    def add(self, name: str, grey: np.ndarray, points: Points, truth: Points, match: Match) -> None:
+        """One image: the points the headline numbers count (Evaluator.claims), its ground truth and
+        their matching (Evaluator.add's, at the distance the table and pictures use)."""
         hits = int(match.pred_matched.sum())
         row = dict(image=name, targets=len(truth), points=len(points), hits=hits,
                    misses=len(truth) - hits, false_alarms=len(points) - hits)

@@ -1,7 +1,8 @@
 """PinNet and PinNetS2D: pinpoint's own heatmap models, built for 1-pixel targets on a CPU budget.
 
 PinNetS2D ("pinnet-s2d") is PinNet run at half resolution without losing a pixel; its docstring
-says why. PinNetS2DGated ("pinnet-s2d-gated", the default) adds ACM's top-down gates to its decoder. What PinNet changes against the seed heatmap net, and why:
+says why. PinNetS2DGated ("pinnet-s2d-gated", the default) adds ACM's top-down gates to its
+decoder. What PinNet changes against the seed heatmap net, and why:
 - a full-resolution stem and a full-resolution decoder stage, so a one-pixel target is seen
   before any downsampling and its peak is placed at full resolution;
 - strided convs instead of max-pooling (pooling keeps the brightest pixel of every 2x2 block,
