@@ -49,6 +49,8 @@ BEST_EPOCH_RECIPE = dict(THS_RECIPE, blob_sigma=1.0)  # the default before best.
 LAST_RECIPE = dict(BEST_EPOCH_RECIPE, keep="last")  # the default before the thresholds were cut on every training image
 TRAINTHR_RECIPE = dict(LAST_RECIPE, threshold_images="all")  # the default before the decoder gates
 DEFAULT_RECIPE = dict(TRAINTHR_RECIPE, model="pinnet-s2d-gated")  # what `pinpoint train` does with no options
+X3_RECIPE = dict(TRAINTHR_RECIPE, model="pinnet-s2d-x3", model_args={"global_attention": True})  # three gated members
+X2_RECIPE = dict(TRAINTHR_RECIPE, model="pinnet-s2d-gated-x2")  # the default's network twice, averaged
 
 # name -> how the row is made. "train" rows are TrainConfig overrides; every attempt stays listed.
 METHODS: dict[str, dict] = {
@@ -317,6 +319,20 @@ METHODS: dict[str, dict] = {
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 3"},
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed4": {"train": dict(DEFAULT_RECIPE, seed=4),
         "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 4"},
+    "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt": {"train": X3_RECIPE,
+        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, three gated members trained together, heatmaps averaged"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta": {"train": dict(DEFAULT_RECIPE, tta=True),
+        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt (the same training: tta changes only inference), heatmaps averaged over the image's 8 turned and mirrored views, cut at the threshold chosen for averaged heatmaps on every training image"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta-seed1": {"train": dict(DEFAULT_RECIPE, tta=True, seed=1), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta, seed 1"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta-seed2": {"train": dict(DEFAULT_RECIPE, tta=True, seed=2), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta, seed 2"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta-seed3": {"train": dict(DEFAULT_RECIPE, tta=True, seed=3), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta, seed 3"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta-seed4": {"train": dict(DEFAULT_RECIPE, tta=True, seed=4), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta, seed 4"},
+    "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt": {"train": X2_RECIPE,
+        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, two gated members trained together, heatmaps averaged: model pinnet-s2d-gated-x2 (run as pinnet-s2d-x3 with members 2 and global_attention, the same network)"},
+    "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed1": {"train": dict(X2_RECIPE, seed=1), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 1"},
+    "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed2": {"train": dict(X2_RECIPE, seed=2), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 2"},
+    "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed3": {"train": dict(X2_RECIPE, seed=3), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 3"},
+    "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed4": {"train": dict(X2_RECIPE, seed=4), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 4"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},

@@ -1,4 +1,4 @@
-"""Where a trained detector goes wrong on NUAA-SIRST, and two cheap what-ifs, for the notes in benchmarks/README.md.
+"""Where a trained detector goes wrong on NUAA-SIRST, and cheap what-ifs, for the notes in benchmarks/README.md.
 
     python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt            # misses (mask area) and false alarms
     python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt --split 50_50/train.txt   # ... on its own training images
@@ -8,6 +8,7 @@
     python benchmarks/nuaa_sirst_analysis.py epochs RUN1 RUN2 ...          # best.pt (best validation epoch) vs last.pt
     python benchmarks/nuaa_sirst_analysis.py views RUN1/best.pt ...        # test-time averaging over sets of views
     python benchmarks/nuaa_sirst_analysis.py agreement RUN1/best.pt ...    # the errors most runs share: what averaging cannot fix
+    python benchmarks/nuaa_sirst_analysis.py batchnorm RUN1/best.pt ...    # BatchNorm statistics measured again, on whole images or crops
 
 Scored like the benchmark: the 50/50 test split (or --split), one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
@@ -26,7 +27,7 @@ import torch
 
 from pinpoint.codecs.heatmap import decode
 from pinpoint.config import TrainConfig
-from pinpoint.data.dataset import Sample, load_samples, load_stems
+from pinpoint.data.dataset import Sample, TrainingSet, load_samples, load_stems
 from pinpoint.data.images import read_image
 from pinpoint.errors import InputError
 from pinpoint.metrics import Match, best_threshold, evaluate, match_points
@@ -236,6 +237,52 @@ def ensemble(weights_list: list[str], test: list[Sample]) -> None:
           f"Pd {tp / targets:.4f}, precision {tp / max(tp + fp, 1):.4f}")
 
 
+def batchnorm(weights_list: list[str], test: list[Sample]) -> None:
+    """Test F1 and AP with the BatchNorm statistics measured again on the training split, against
+    the ones training kept (the weight average's running means of its batches' statistics).
+
+    Why ask: training normalises 192 px crops, half of them centred near a target; inference
+    normalises whole images, mostly background. "whole": the statistics of the 213 whole training
+    images as inference prepares them; "crops": of three fresh epochs of training crops (a check
+    that the kept statistics are the crops'). Each way cuts its own threshold on the training split.
+    """
+    training = load_samples(DATA, DATA / "splits" / "50_50" / "train.txt")
+    for weights in weights_list:
+        cfg = TrainConfig.from_dict(torch.load(weights, map_location="cpu", weights_only=False)["config"])
+        line = []
+        for source in ("kept", "whole", "crops"):
+            detector = Detector.load(weights, device="cpu")
+            if source != "kept":
+                remeasure_batchnorm(detector, training, cfg, whole=source == "whole")
+            on_training = detector.predict_batch([s.image for s in training], conf=0.01)
+            cut = best_threshold(on_training, ground_truth(training), MATCH_PX, smooth=cfg.threshold_smoothing).threshold
+            found = detector.predict_batch([s.image for s in test], conf=0.01)
+            scores = evaluate(found, ground_truth(test), (MATCH_PX,))[MATCH_PX]
+            line.append(f"{source} F1 {f1_at(found, test, cut):.4f} AP {scores.AP:.4f}")
+        print(f"{weights}: " + "; ".join(line), flush=True)
+
+
+def remeasure_batchnorm(detector: Detector, samples: list[Sample], cfg: TrainConfig, whole: bool) -> None:
+    """Replace the running statistics of every BatchNorm layer by their plain mean over `samples`."""
+    model = detector.model
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.reset_running_stats()
+            layer.momentum = None  # a cumulative mean over every batch that follows
+    model.train()
+    with torch.no_grad():
+        if whole:
+            for sample in samples:
+                model(torch.from_numpy(detector.prepare(sample.image)[None, None].copy()))
+        else:
+            crops = TrainingSet(samples, cfg, model.output, seed=123)
+            for epoch in range(1, 4):
+                crops.set_epoch(epoch)
+                for start in range(0, len(crops), cfg.batch):
+                    model(torch.stack([crops[k][0] for k in range(start, min(start + cfg.batch, len(crops)))]))
+    model.eval()
+
+
 def agreement(weights_list: list[str], test: list[Sample], sheet: str | None = None) -> None:
     """Which errors the runs share. Each run is cut at its own (plain) threshold; a target's hit rate is the
     share of runs that find it, and false alarms of different runs within MATCH_PX of each other in
@@ -382,7 +429,7 @@ def noise(images: list[Path]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views", "agreement"])
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views", "agreement", "batchnorm"])
     parser.add_argument("weights", nargs="*")
     parser.add_argument("--sheet", help="agreement: also draw the shared errors into this PNG")
     parser.add_argument("--split", default="50_50/test.txt",
@@ -409,6 +456,8 @@ def main() -> int:
         views(args.weights, test)
     elif args.what == "agreement":
         agreement(args.weights, test, args.sheet)
+    elif args.what == "batchnorm":
+        batchnorm(args.weights, test)
     else:
         ensemble(args.weights, test)
     return 0

@@ -125,6 +125,16 @@ def test_ensemble_trains_its_members_apart_and_averages_them_for_inference() -> 
     torch.testing.assert_close(averaged, torch.stack(alone).mean(dim=0))
 
 
+def test_the_accurate_option_is_the_default_network_twice() -> None:
+    torch.manual_seed(2)
+    named = create_model("pinnet-s2d-gated-x2").state_dict()
+    torch.manual_seed(2)  # the benchmark trained it under the ensemble's older name
+    spelled = create_model("pinnet-s2d-x3", members=2, global_attention=True).state_dict()
+    assert list(named) == list(spelled) and all(torch.equal(named[k], spelled[k]) for k in named)
+    one = sum(p.numel() for p in create_model("pinnet-s2d-gated").parameters())
+    assert sum(p.numel() for p in create_model("pinnet-s2d-gated-x2").parameters()) == 2 * one
+
+
 @pytest.mark.parametrize("kind", ["focal", "mse"])
 def test_each_member_is_trained_against_the_target_on_its_own(kind: str) -> None:
     from pinpoint.codecs.heatmap import encode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pinpoint.models.ensemble import PinNetS2DEnsemble
+from pinpoint.models.ensemble import PinNetS2DEnsemble, PinNetS2DGatedEnsemble
 from pinpoint.models.heatmap import HeatmapNet
 from pinpoint.models.pinnet import PinNet, PinNetS2D, PinNetS2DGated
 from pinpoint.models.regression import RegressionNet
@@ -14,6 +14,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "pinnet-s2d": PinNetS2D,
     "pinnet-s2d-gated": PinNetS2DGated,
     "pinnet-s2d-x3": PinNetS2DEnsemble,
+    "pinnet-s2d-gated-x2": PinNetS2DGatedEnsemble,
     "heatmap": HeatmapNet,
     "regression": RegressionNet,
 }
