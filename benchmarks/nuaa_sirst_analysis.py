@@ -8,7 +8,7 @@
     python benchmarks/nuaa_sirst_analysis.py epochs RUN1 RUN2 ...          # best.pt (best validation epoch) vs last.pt
     python benchmarks/nuaa_sirst_analysis.py views RUN1/best.pt ...        # test-time averaging over sets of views
     python benchmarks/nuaa_sirst_analysis.py agreement RUN1/best.pt ...    # the errors most runs share: what averaging cannot fix
-    python benchmarks/nuaa_sirst_analysis.py batchnorm RUN1/best.pt ...    # BatchNorm statistics measured again, on whole images or crops
+    python benchmarks/nuaa_sirst_analysis.py batchnorm RUN1/best.pt ...    # BatchNorm statistics re-measured (whole images, crops)
 
 Scored like the benchmark: the 50/50 test split (or --split), one-to-one nearest-first matching within 3 px.
 Every run is read from its checkpoint alone, with the threshold it chose on its validation images.
@@ -429,7 +429,8 @@ def noise(images: list[Path]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views", "agreement", "batchnorm"])
+    parser.add_argument("what", choices=["errors", "thresholds", "ensemble", "noise", "epochs", "views", "agreement",
+                                         "batchnorm"])
     parser.add_argument("weights", nargs="*")
     parser.add_argument("--sheet", help="agreement: also draw the shared errors into this PNG")
     parser.add_argument("--split", default="50_50/test.txt",
