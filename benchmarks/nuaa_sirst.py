@@ -333,6 +333,12 @@ METHODS: dict[str, dict] = {
     "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed2": {"train": dict(X2_RECIPE, seed=2), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 2"},
     "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed3": {"train": dict(X2_RECIPE, seed=3), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 3"},
     "pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-seed4": {"train": dict(X2_RECIPE, seed=4), "note": "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, seed 4"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3": {"train": dict(DEFAULT_RECIPE, scale_jitter=0.3),
+        "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, crops zoomed by a random factor in [1/1.3, 1.3] (test targets of 30 px and more are found less often than training ones)"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3-seed1": {"train": dict(DEFAULT_RECIPE, scale_jitter=0.3, seed=1), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3, seed 1"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3-seed2": {"train": dict(DEFAULT_RECIPE, scale_jitter=0.3, seed=2), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3, seed 2"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3-seed3": {"train": dict(DEFAULT_RECIPE, scale_jitter=0.3, seed=3), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3, seed 3"},
+    "pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3-seed4": {"train": dict(DEFAULT_RECIPE, scale_jitter=0.3, seed=4), "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3, seed 4"},
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
