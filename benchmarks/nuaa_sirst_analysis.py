@@ -247,6 +247,7 @@ def batchnorm(weights_list: list[str], test: list[Sample]) -> None:
     that the kept statistics are the crops'). Each way cuts its own threshold on the training split.
     """
     training = load_samples(DATA, DATA / "splits" / "50_50" / "train.txt")
+    training_truth, test_truth = ground_truth(training), ground_truth(test)
     for weights in weights_list:
         cfg = TrainConfig.from_dict(torch.load(weights, map_location="cpu", weights_only=False)["config"])
         line = []
@@ -255,10 +256,10 @@ def batchnorm(weights_list: list[str], test: list[Sample]) -> None:
             if source != "kept":
                 remeasure_batchnorm(detector, training, cfg, whole=source == "whole")
             on_training = detector.predict_batch([s.image for s in training], conf=0.01)
-            cut = best_threshold(on_training, ground_truth(training), MATCH_PX, smooth=cfg.threshold_smoothing).threshold
+            cut = best_threshold(on_training, training_truth, MATCH_PX, smooth=cfg.threshold_smoothing).threshold
             found = detector.predict_batch([s.image for s in test], conf=0.01)
-            scores = evaluate(found, ground_truth(test), (MATCH_PX,))[MATCH_PX]
-            line.append(f"{source} F1 {f1_at(found, test, cut):.4f} AP {scores.AP:.4f}")
+            scores = evaluate(found, test_truth, (MATCH_PX,), score_threshold=cut)[MATCH_PX]
+            line.append(f"{source} F1 {scores.F1:.4f} AP {scores.AP:.4f}")
         print(f"{weights}: " + "; ".join(line), flush=True)
 
 
