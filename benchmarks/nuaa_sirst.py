@@ -301,6 +301,8 @@ METHODS: dict[str, dict] = {
                  "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, two gated members trained together, heatmaps averaged: model pinnet-s2d-gated-x2 (run as pinnet-s2d-x3 with members 2 and global_attention, the same network)"),
     **five_seeds("pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-sj0.3", dict(DEFAULT_RECIPE, scale_jitter=0.3),
                  "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, crops zoomed by a random factor in [1/1.3, 1.3] (test targets of 30 px and more are found less often than training ones)"),
+    **five_seeds("pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta", dict(X2_RECIPE, tta=True),
+                 "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt (the same training: tta changes only inference), heatmaps averaged over the image's 8 turned and mirrored views, cut at the threshold chosen for averaged heatmaps on every training image"),
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
@@ -317,7 +319,8 @@ def main() -> int:
     parser.add_argument("--train-split", help="default: DATA/splits/50_50/train.txt")
     parser.add_argument("--test-split", help="default: DATA/splits/50_50/test.txt")
     parser.add_argument("--name", default="nuaa_sirst", help="name of the result files")
-    parser.add_argument("--only", nargs="+", choices=sorted(METHODS), help="run these rows, keep the others from the last JSON")
+    parser.add_argument("--only", nargs="+", choices=sorted(METHODS), metavar="ROW",
+                        help="run these rows (the method column's names; a wrong one lists them all), keep the others from the last JSON")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"), help="folder for the training runs")
     parser.add_argument("--reuse", action="store_true", help="reuse a finished run's best.pt instead of training again")
     args = parser.parse_args()

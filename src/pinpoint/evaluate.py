@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from pinpoint.data.dataset import dataset_stems, load_sample
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
@@ -43,8 +41,7 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
     reporter = Report(report, cut) if report is not None else None
     for stem in dataset_stems(data, split):
         sample = load_sample(data, stem)
-        size = sample.image.shape
-        truth = Points(sample.xy, np.ones(len(sample.xy)), size)
+        size, truth = sample.image.shape, sample.truth
         if detector is None:
             path = Path(pred_dir) / f"{stem}.txt"
             if not path.is_file():

@@ -468,7 +468,7 @@ def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device
 
 def ground_truth(samples: list[Sample]) -> list[Points]:
     """Each sample's labelled points, scored 1: what predictions are matched against."""
-    return [Points(sample.xy, np.ones(len(sample.xy)), sample.image.shape) for sample in samples]
+    return [sample.truth for sample in samples]
 
 
 @torch.no_grad()

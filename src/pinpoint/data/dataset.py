@@ -26,6 +26,7 @@ from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_i
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
 from pinpoint.files import read_user_text
+from pinpoint.points import Points
 
 
 @dataclass
@@ -36,6 +37,11 @@ class Sample:
     image: np.ndarray  # (H, W) float32 in [0, 1]
     xy: np.ndarray  # (N, 2) pixels, x = column, y = row
     path: Path
+
+    @property
+    def truth(self) -> Points:
+        """The labelled points, each scored 1: what predictions are matched against."""
+        return Points(self.xy, np.ones(len(self.xy)), self.image.shape)
 
 
 def read_split(path: str | os.PathLike) -> list[str]:
