@@ -3,6 +3,7 @@
     python benchmarks/nuaa_sirst.py                       # NUAA-SIRST 50/50, all methods
     python benchmarks/nuaa_sirst.py --only heatmap-seed   # one row (others kept from the JSON)
     python benchmarks/nuaa_sirst.py --data DIR --train-split A.txt --test-split B.txt --name mydata
+    python benchmarks/nuaa_sirst.py --replot                       # table and PR pictures again from the JSON
 
 Validation is carved from the training split (never the test split). Writes
 benchmarks/results/<name>.md (the table), <name>.json (all figures) and pr_<name>_<method>.png.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -323,6 +325,8 @@ def main() -> int:
                         help="run these rows (the method column's names; a wrong one lists them all), keep the others from the last JSON")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"), help="folder for the training runs")
     parser.add_argument("--reuse", action="store_true", help="reuse a finished run's best.pt instead of training again")
+    parser.add_argument("--replot", action="store_true",
+                        help="run nothing: write the table and the PR pictures again from the last JSON (with --only, those rows' pictures)")
     args = parser.parse_args()
 
     data = Path(args.data)
@@ -333,7 +337,15 @@ def main() -> int:
     test_split = Path(args.test_split or data / "splits" / "50_50" / "test.txt")
     results_dir = ROOT / "benchmarks" / "results"
     json_path = results_dir / f"{args.name}.json"
-    rows = json.loads(json_path.read_text()) if json_path.is_file() and args.only else {}
+    rows = json.loads(json_path.read_text()) if json_path.is_file() and (args.only or args.replot) else {}
+    if args.replot:
+        if not rows:
+            print(f"--replot: no results in {json_path}", file=sys.stderr)
+            return 2
+        draw_pr(rows, [name for name in args.only or rows if name in rows], results_dir, args.name)
+        write_text(results_dir / f"{args.name}.md", table(rows, args, data, train_split, test_split))
+        print(f"table: {results_dir / (args.name + '.md')}")
+        return 0
     torch.set_num_threads(max(torch.get_num_threads(), 1))
 
     for name in args.only or list(METHODS):
@@ -374,8 +386,7 @@ def main() -> int:
         row["scores"] = {f"{d:g}px": s.to_dict() for d, s in results.items()}
         row["pr_curve_3px"] = compact_curve(results[3.0].pr_curve.to_dict())
         rows[name] = row
-        plot_pr({name: pr_of(row)}, results_dir / f"pr_{args.name}_{name}.png", title=f"{name} on {args.name} (3 px)")
-        plot_pr(overview_curves(rows), results_dir / f"pr_{args.name}_all.png", title=f"{args.name}, 3 px")
+        draw_pr(rows, [name], results_dir, args.name)
         write_text(json_path, json.dumps(rows, indent=2) + "\n")
         write_text(results_dir / f"{args.name}.md", table(rows, args, data, train_split, test_split))
         print(table({name: row}, args, data, train_split, test_split), flush=True)
@@ -412,6 +423,14 @@ def refit_config(cfg: TrainConfig, out: Path) -> TrainConfig:
 
 # The rows drawn together in pr_<name>_all.png (with the default): one per family, so the plot stays legible.
 OVERVIEW = ("tophat", "local-contrast", "regression-seed", "heatmap-seed", "pinnet-c192-e100", "pinnet-s2d-e100-nms7-ema-b8")
+
+
+def draw_pr(rows: dict, names: list[str], results_dir: Path, run_name: str) -> None:
+    """PR pictures at 3 px: one per row in `names` (pr_RUN_ROW.png) and the overview (pr_RUN_all.png)."""
+    for name in names:
+        if "pr_curve_3px" in rows[name]:
+            plot_pr({name: pr_of(rows[name])}, results_dir / f"pr_{run_name}_{name}.png", title=f"{name} on {run_name} (3 px)")
+    plot_pr(overview_curves(rows), results_dir / f"pr_{run_name}_all.png", title=f"{run_name}, 3 px")
 
 
 def overview_curves(rows: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
@@ -481,10 +500,14 @@ def table(rows: dict, args, data: Path, train_split: Path, test_split: Path) -> 
     def f(value, digits):
         return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
 
+    command = "python benchmarks/nuaa_sirst.py"
+    if args.name != "nuaa_sirst":  # another split or dataset: the arguments that made this table
+        shown = lambda path: os.path.relpath(path, ROOT)
+        command += f" --data {shown(data)} --train-split {shown(train_split)} --test-split {shown(test_split)} --name {args.name}"
     lines = [f"# Benchmark: {args.name}", "",
              f"Data `{data.name}`, trained on `{train_split.name}` of `{train_split.parent.name}` (validation carved from it), "
              f"scored on `{test_split.name}`; one-to-one matching within 3 px (and 5 px). "
-             f"Reproduce: `python benchmarks/nuaa_sirst.py`. CPU: {torch.get_num_threads()} threads.", "",
+             f"Reproduce: `{command}`. CPU: {torch.get_num_threads()} threads.", "",
              "| method | Pd@3 | prec@3 | F1@3 | FA/img@3 | Fa@3 (1e-6) | loc err px | AP@3 | Pd@5 | F1@5 | AP@5 | params | GFLOPs@256 | CPU ms/img | train min | notes |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():

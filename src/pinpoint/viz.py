@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any, Sequence
 
 import cv2
@@ -93,18 +94,31 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
     plt.close(fig)
 
 
-def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike, title: str = "",
-            marks: dict[str, tuple[float, float]] | None = None) -> None:
-    """Precision-recall curves: name -> (recall, precision, AP); `marks`: name -> the (recall,
-    precision) of the operating point, drawn as a dot on that curve."""
+LEGEND_INSIDE_CHARS = 30  # longer curve labels go under the axes: inside, they would squeeze the plot
+WRAP_CHARS = 48  # characters per line of title or label that fit the 5-inch figure at matplotlib's font size
+
+
+def wrap(text: str, width: int = WRAP_CHARS) -> str:
+    """`text` broken into lines of at most `width` characters, at spaces or hyphens: benchmark
+    row names are long hyphenated words."""
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=True)) or text
+
+
+def pr_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str = "",
+              marks: dict[str, tuple[float, float]] | None = None) -> Any:
+    """The figure plot_pr saves. Short labels keep the legend inside, in the empty lower left;
+    long ones (benchmark rows) are wrapped and listed under the axes, so the curves keep the
+    whole width whatever the names."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    for name, (recall, precision, ap) in curves.items():
-        (line,) = ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+    labels = [f"{name} (AP {ap:.3f})" for name, (_, _, ap) in curves.items()]
+    inside = all(len(label) <= LEGEND_INSIDE_CHARS for label in labels)
+    for label, (name, (recall, precision, _)) in zip(labels, curves.items()):
+        (line,) = ax.plot(recall, precision, label=label if inside else wrap(label))
         if marks and name in marks:
             ax.plot(*marks[name], "o", color=line.get_color())
     ax.set_xlabel("recall (Pd)")
@@ -112,10 +126,25 @@ def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str |
     ax.set_xlim(0, 1.01)
     ax.set_ylim(0, 1.01)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left")
     if title:
-        ax.set_title(title)
-    fig.tight_layout()
+        ax.set_title(wrap(title))
+    if inside:
+        ax.legend(loc="lower left")
+        fig.tight_layout()
+    else:  # laid out without it, so the axes keep their size; the saved picture grows to hold it
+        fig.tight_layout()
+        ax.legend(loc="upper left", bbox_to_anchor=(-0.15, -0.12), frameon=False, fontsize="small")
+    return fig
+
+
+def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: str | os.PathLike, title: str = "",
+            marks: dict[str, tuple[float, float]] | None = None) -> None:
+    """Precision-recall curves: name -> (recall, precision, AP); `marks`: name -> the (recall,
+    precision) of the operating point, drawn as a dot on that curve. The picture grows downwards
+    to hold a legend of long names (pr_figure)."""
+    import matplotlib.pyplot as plt
+
+    fig = pr_figure(curves, title, marks)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp)
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
