@@ -3,7 +3,7 @@
     python benchmarks/nuaa_sirst.py                       # NUAA-SIRST 50/50, all methods
     python benchmarks/nuaa_sirst.py --only heatmap-seed   # one row (others kept from the JSON)
     python benchmarks/nuaa_sirst.py --data DIR --train-split A.txt --test-split B.txt --name mydata
-    python benchmarks/nuaa_sirst.py --replot                       # table and PR pictures again from the JSON
+    python benchmarks/nuaa_sirst.py --replot              # the table and PR pictures again from the JSON
 
 Validation is carved from the training split (never the test split). Writes
 benchmarks/results/<name>.md (the table), <name>.json (all figures) and pr_<name>_<method>.png.
