@@ -173,11 +173,15 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
           f"training split {gaps['training split']:.4f}")
 
 
+def run_config(weights: str) -> TrainConfig:
+    """The training settings stored in a checkpoint, pointed at this machine's NUAA-SIRST training split."""
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    return TrainConfig.from_dict({**ckpt["config"], "data": str(DATA), "split": str(DATA / "splits" / "50_50" / "train.txt")})
+
+
 def validation_images(weights: str) -> list[Sample]:
     """The validation images the run carved from the training split (its seed and val_fraction)."""
-    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict({**ckpt["config"], "data": str(DATA), "split": str(DATA / "splits" / "50_50" / "train.txt")})
-    return load_stems(str(DATA), split_stems(cfg)[1])
+    return load_stems(str(DATA), split_stems(run_config(weights))[1])
 
 
 # the image with one other view (2 passes), then the larger sets
@@ -223,7 +227,7 @@ def zoomed_heatmap(detector: Detector, grey: np.ndarray, zoom: float) -> np.ndar
     height, width = grey.shape
     big = grey if zoom == 1 else cv2.resize(grey, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
     with torch.no_grad():
-        heatmap = detector.run(detector.prepare(big)[None, None])[0, 0, :big.shape[0], :big.shape[1]].numpy()
+        heatmap = detector.forward(big)[0, 0, :big.shape[0], :big.shape[1]].numpy()
     return heatmap if zoom == 1 else cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
@@ -235,23 +239,27 @@ def scales(weights_list: list[str], test: list[Sample]) -> None:
     each set is cut on the run's training images, as training cuts the default's. Paired: the
     same weights each time.
     """
-    train = load_samples(DATA, DATA / "splits" / "50_50" / "train.txt")
-    truth = {id(test): ground_truth(test), id(train): ground_truth(train)}
+    splits = {"train": load_samples(DATA, DATA / "splits" / "50_50" / "train.txt"), "test": test}
+    truth = {split: ground_truth(samples) for split, samples in splits.items()}
     gains: dict[str, list[tuple[float, float]]] = {name: [] for name in SCALE_SETS}
     for weights in weights_list:
         detector = Detector.load(weights, device="cpu")
-        cfg = TrainConfig.from_dict(torch.load(weights, map_location="cpu", weights_only=False)["config"])
+        cfg = run_config(weights)
+        heatmaps: dict[tuple[str, float, bool], list[np.ndarray]] = {}  # each zoom and view set run once, shared by the sets
         line = []
         for name, (zooms, views) in SCALE_SETS.items():
             detector.settings["tta"] = views
             found = {}
-            for samples in (train, test):
-                found[id(samples)] = [detector.decode_output(
-                    torch.from_numpy(np.mean([zoomed_heatmap(detector, s.image, z) for z in zooms], axis=0))[None, None],
-                    s.image.shape, 0.01, False, [s.image])[0][0] for s in samples]
-            cut = best_threshold(found[id(train)], truth[id(train)], MATCH_PX, cfg.threshold_smoothing).threshold
-            f1 = f1_at(found[id(test)], test, cut)
-            ap = evaluate(found[id(test)], truth[id(test)], (MATCH_PX,))[MATCH_PX].AP
+            for split, samples in splits.items():
+                for zoom in zooms:
+                    if (split, zoom, views) not in heatmaps:
+                        heatmaps[split, zoom, views] = [zoomed_heatmap(detector, s.image, zoom) for s in samples]
+                found[split] = [detector.decode_output(
+                    torch.from_numpy(np.mean([heatmaps[split, zoom, views][i] for zoom in zooms], axis=0))[None, None],
+                    s.image.shape, 0.01, False, [s.image])[0][0] for i, s in enumerate(samples)]
+            cut = best_threshold(found["train"], truth["train"], MATCH_PX, cfg.threshold_smoothing).threshold
+            f1 = f1_at(found["test"], test, cut)
+            ap = evaluate(found["test"], truth["test"], (MATCH_PX,))[MATCH_PX].AP
             gains[name].append((f1, ap))
             line.append(f"{name} F1 {f1:.4f} AP {ap:.4f} (cut {cut:.3f})")
         print(f"{weights}: " + "; ".join(line), flush=True)
@@ -303,7 +311,7 @@ def batchnorm(weights_list: list[str], test: list[Sample]) -> None:
     training = load_samples(DATA, DATA / "splits" / "50_50" / "train.txt")
     training_truth, test_truth = ground_truth(training), ground_truth(test)
     for weights in weights_list:
-        cfg = TrainConfig.from_dict(torch.load(weights, map_location="cpu", weights_only=False)["config"])
+        cfg = run_config(weights)
         line = []
         for source in ("kept", "whole", "crops"):
             detector = Detector.load(weights, device="cpu")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nuaa_sirst_analysis import DATA, MATCH_PX, f1_at, f1_counts
+from nuaa_sirst_analysis import DATA, MATCH_PX, f1_at, f1_counts, run_config
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
 from pinpoint.data.dataset import Sample, load_samples, load_stems
@@ -177,8 +177,7 @@ def main() -> int:
     for weights in args.weights:
         start = time.time()
         detector = Detector.load(weights, device="cpu")
-        ckpt = torch.load(weights, map_location="cpu", weights_only=False)
-        cfg = TrainConfig.from_dict({**ckpt["config"], "data": str(DATA), "split": str(DATA / "splits" / "50_50" / "train.txt")})
+        cfg = run_config(weights)
         train_stems, val_stems = split_stems(cfg)
         train, val = load_stems(DATA, train_stems), load_stems(DATA, val_stems)
         on_val, on_test = candidates(detector, val), candidates(detector, test)

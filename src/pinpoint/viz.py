@@ -130,9 +130,8 @@ def pr_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: st
         ax.set_title(wrap(title))
     if inside:
         ax.legend(loc="lower left")
-        fig.tight_layout()
-    else:  # laid out without it, so the axes keep their size; the saved picture grows to hold it
-        fig.tight_layout()
+    fig.tight_layout()
+    if not inside:  # added after the layout, so the axes keep their size; the saved picture grows to hold it
         ax.legend(loc="upper left", bbox_to_anchor=(-0.15, -0.12), frameon=False, fontsize="small")
     return fig
 
