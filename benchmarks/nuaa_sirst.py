@@ -305,6 +305,8 @@ METHODS: dict[str, dict] = {
                  "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, crops zoomed by a random factor in [1/1.3, 1.3] (test targets of 30 px and more are found less often than training ones)"),
     **five_seeds("pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-tta", dict(X2_RECIPE, tta=True),
                  "as pinnet-s2d-x2-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt (the same training: tta changes only inference), heatmaps averaged over the image's 8 turned and mirrored views, cut at the threshold chosen for averaged heatmaps on every training image"),
+    **five_seeds("pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt-val0", dict(DEFAULT_RECIPE, val_fraction=0.0),
+                 "as pinnet-s2d-e100-nms7-ema-b8-snap-ths-blob1-merge-last-trainthr-gatt, trained on all 213 training images, none held out: with the final weights kept and the thresholds cut on every training image, the 21 validation images only chose whether to snap (kept on NUAA-SIRST), so snapping stays on"),
     # distillation: "teacher" names the row whose run's best.pt teaches (trained before; its minutes are added)
     "pinnet-s2d-e100-nms7-ema-b8-snap-ths-kd": {"train": THS_RECIPE, "teacher": "pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths",
                                                "note": "as pinnet-s2d-e100-nms7-ema-b8-snap-ths, also trained towards the heatmaps of pinnet-s2d-x3-e100-nms7-ema-b8-snap-ths (quality focal loss, weight 1); train min include the teacher's"},
