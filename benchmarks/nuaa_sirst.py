@@ -12,11 +12,13 @@ benchmarks/results/<name>.md (the table), <name>.json (all figures) and pr_<name
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +339,10 @@ def main() -> int:
         return 2
     train_split = Path(args.train_split or data / "splits" / "50_50" / "train.txt")
     test_split = Path(args.test_split or data / "splits" / "50_50" / "test.txt")
+
+    def render(rows: dict) -> str:
+        return table(rows, args, data, train_split, test_split)
+
     results_dir = ROOT / "benchmarks" / "results"
     json_path = results_dir / f"{args.name}.json"
     rows = json.loads(json_path.read_text()) if json_path.is_file() and (args.only or args.replot) else {}
@@ -345,7 +351,7 @@ def main() -> int:
             print(f"--replot: no results in {json_path}", file=sys.stderr)
             return 2
         draw_pr(rows, [name for name in args.only or rows if name in rows], results_dir, args.name)
-        write_text(results_dir / f"{args.name}.md", table(rows, args, data, train_split, test_split))
+        write_text(results_dir / f"{args.name}.md", render(rows))
         print(f"table: {results_dir / (args.name + '.md')}")
         return 0
     torch.set_num_threads(max(torch.get_num_threads(), 1))
@@ -389,11 +395,35 @@ def main() -> int:
         row["pr_curve_3px"] = compact_curve(results[3.0].pr_curve.to_dict())
         rows[name] = row
         draw_pr(rows, [name], results_dir, args.name)
-        write_text(json_path, json.dumps(rows, indent=2) + "\n")
-        write_text(results_dir / f"{args.name}.md", table(rows, args, data, train_split, test_split))
+        if args.only:
+            rows = save_row(json_path, name, row, render)
+        else:
+            write_results(json_path, rows, render)
         print(table({name: row}, args, data, train_split, test_split), flush=True)
     print(f"table: {results_dir / (args.name + '.md')}")
     return 0
+
+
+def write_results(json_path: Path, rows: dict, render: Callable[[dict], str]) -> None:
+    """The JSON of every row and, beside it, the Markdown table that `render(rows)` makes of them."""
+    write_text(json_path, json.dumps(rows, indent=2) + "\n")
+    write_text(json_path.with_suffix(".md"), render(rows))
+
+
+def save_row(json_path: Path, name: str, row: dict, render: Callable[[dict], str]) -> dict:
+    """Set one row in the results as they are now on disk and return all rows. Rows are trained
+    two processes at a time (one thread each); each read the JSON when it started, and writing
+    that copy back would drop the rows the other finished since. The folder is locked from read
+    to write, so two rows finishing together both land."""
+    lock = os.open(json_path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(json_path.read_text()) if json_path.is_file() else {}
+        rows[name] = row
+        write_results(json_path, rows, render)
+        return rows
+    finally:
+        os.close(lock)  # closing releases the lock
 
 
 def first_run(run: Path, recipe: dict) -> Path | None:
