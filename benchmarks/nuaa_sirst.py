@@ -393,13 +393,13 @@ def main() -> int:
         row["ms_per_image"] = time_per_image(detector, data, test_split)
         row["scores"] = {f"{d:g}px": s.to_dict() for d, s in results.items()}
         row["pr_curve_3px"] = compact_curve(results[3.0].pr_curve.to_dict())
-        rows[name] = row
-        draw_pr(rows, [name], results_dir, args.name)
         if args.only:
             rows = save_row(json_path, name, row, render)
         else:
+            rows[name] = row
             write_results(json_path, rows, render)
-        print(table({name: row}, args, data, train_split, test_split), flush=True)
+        draw_pr(rows, [name], results_dir, args.name)
+        print(render({name: row}), flush=True)
     print(f"table: {results_dir / (args.name + '.md')}")
     return 0
 
