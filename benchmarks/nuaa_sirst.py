@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.config import TrainConfig
 from pinpoint.data.synth import synthesize
 from pinpoint.detect import make_detector
@@ -448,7 +449,7 @@ def refit_config(cfg: TrainConfig, out: Path) -> TrainConfig:
     """Train `cfg` as usual (validation carved out) into `out`, then return the same recipe on
     every training image, with the threshold and snap choice that the held-out images made."""
     first = train(TrainConfig.from_dict({**cfg.to_dict(), "out": str(out)}))
-    chosen = torch.load(first / "best.pt", map_location="cpu", weights_only=False)["inference"]
+    chosen = load_checkpoint(first / "best.pt")["inference"]
     return TrainConfig.from_dict({**cfg.to_dict(), "val_fraction": 0.0, "tune_threshold": False,
                                   "threshold": chosen["threshold"], "snap": chosen["snap"]})
 

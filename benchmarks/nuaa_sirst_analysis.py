@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.codecs.heatmap import decode
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import Sample, TrainingSet, load_samples, load_stems
@@ -175,7 +176,7 @@ def thresholds(weights_list: list[str], test: list[Sample]) -> None:
 
 def run_config(weights: str) -> TrainConfig:
     """The training settings stored in a checkpoint, pointed at this machine's NUAA-SIRST training split."""
-    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(weights)
     return TrainConfig.from_dict({**ckpt["config"], "data": str(DATA), "split": str(DATA / "splits" / "50_50" / "train.txt")})
 
 
@@ -457,7 +458,7 @@ def epochs(run_dirs: list[str], test: list[Sample]) -> None:
             print(f"{run}: skipped ({exc})")
             continue
         best, last = (f1_at(d.predict_batch([s.image for s in test]), test, d.threshold) for d in detectors)
-        best_ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+        best_ckpt = load_checkpoint(run / "best.pt")
         picked, total = best_ckpt["epoch"], best_ckpt["config"]["epochs"]
         gains.append(last - best)
         early.append(picked < 0.7 * total)

@@ -431,16 +431,30 @@ def test_review_marks_hits_misses_and_false_alarms(setup):
     assert status == 200 and review["labelled"] is False and review["gt"] == [] and review["pred"] == []
 
 
-def test_images_are_listed_in_natural_order_one_per_stem(tmp_path):
+def test_images_are_listed_in_natural_order(tmp_path):
     data = tmp_path / "frames"
     (data / "images").mkdir(parents=True)
-    for name in ("frame_10.png", "frame_2.png", "frame_1.png", "frame_2.jpg"):
+    for name in ("frame_10.png", "frame_2.png", "frame_1.png"):
         cv2.imwrite(str(data / "images" / name), np.zeros((4, 4), np.uint8))
     server, thread = run_server(data)
     try:
-        names = [e["name"] for e in Client(server.port).json("GET", "/api/images")[1]["images"]]
-        assert names == ["frame_1", "frame_2", "frame_10"]  # frame_2.jpg and .png share one label file
+        client = Client(server.port)
+        names = [e["name"] for e in client.json("GET", "/api/images")[1]["images"]]
+        assert names == ["frame_1", "frame_2", "frame_10"]
+        # an image added while the tool runs, sharing a stem: one label file for two pictures, refused by name
+        cv2.imwrite(str(data / "images" / "frame_2.jpg"), np.zeros((4, 4), np.uint8))
+        status, body = client.json("GET", "/api/images")
+        assert status == 409 and "frame_2.jpg, frame_2.png" in body["error"]
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_two_images_sharing_a_stem_are_refused_at_start(tmp_path):
+    data = tmp_path / "frames"
+    (data / "images").mkdir(parents=True)
+    for name in ("a.png", "a.jpg"):
+        cv2.imwrite(str(data / "images" / name), np.zeros((4, 4), np.uint8))
+    with pytest.raises(InputError, match="two images share the name a"):
+        make_server(data, port=0)

@@ -93,7 +93,7 @@ def _planted(size: tuple[int, int] = (16, 24)) -> np.ndarray:
 
 
 def test_planted_peaks_found_sorted_with_their_scores() -> None:
-    (xy, scores), = decode(_batch(_planted()), threshold=0.1, subpixel=False)
+    (xy, scores, _), = decode(_batch(_planted()), threshold=0.1, subpixel=False)
     expected = sorted(PLANTED.items(), key=lambda item: -item[1])
     assert xy.tolist() == [list(map(float, p)) for p, _ in expected]
     assert scores.tolist() == [s for _, s in expected]
@@ -101,15 +101,15 @@ def test_planted_peaks_found_sorted_with_their_scores() -> None:
 
 
 def test_top_k() -> None:
-    (xy, scores), = decode(_batch(_planted()), top_k=2, threshold=0.1, subpixel=False)
+    (xy, scores, _), = decode(_batch(_planted()), top_k=2, threshold=0.1, subpixel=False)
     assert xy.tolist() == [[3.0, 4.0], [20.0, 5.0]]
     assert scores.tolist() == [0.875, 0.75]
 
 
 def test_threshold_is_inclusive() -> None:
-    (xy, scores), = decode(_batch(_planted()), threshold=0.5, subpixel=False)
+    (xy, scores, _), = decode(_batch(_planted()), threshold=0.5, subpixel=False)
     assert len(scores) == 3 and scores.min() == 0.5
-    (xy, scores), = decode(_batch(_planted()), threshold=0.51, subpixel=False)
+    (xy, scores, _), = decode(_batch(_planted()), threshold=0.51, subpixel=False)
     assert len(scores) == 2
 
 
@@ -119,7 +119,7 @@ def test_nms_removes_non_maxima_within_3x3() -> None:
     heatmap[15, 16] = 0.6  # touching the 0.8: suppressed
     heatmap[14, 14] = 0.7  # diagonal neighbour: suppressed
     heatmap[17, 17] = 0.7  # two pixels away: a maximum of its own 3x3
-    (xy, scores), = decode(_batch(heatmap), threshold=0.1, subpixel=False)
+    (xy, scores, _), = decode(_batch(heatmap), threshold=0.1, subpixel=False)
     assert xy.tolist() == [[15.0, 15.0], [17.0, 17.0]]
     np.testing.assert_allclose(scores, [0.8, 0.7])
 
@@ -128,12 +128,12 @@ def test_plateau_gives_one_peak() -> None:
     # A gaussian centred exactly between two pixels has two equal maxima; a saturated sigmoid
     # has flat tops. Either must come out as one detection, not two.
     heatmap = encode(np.array([[10.5, 8.0], [4.0, 4.5]]), (20, 20), 1.5)
-    (xy, _), = decode(_batch(heatmap), threshold=0.1, subpixel=True)
+    (xy, _, _), = decode(_batch(heatmap), threshold=0.1, subpixel=True)
     assert len(xy) == 2
     np.testing.assert_allclose(sorted(xy.tolist()), [[4.0, 4.5], [10.5, 8.0]], atol=0.01)
     flat = np.zeros((10, 10), np.float32)
     flat[3:6, 2:6] = 1.0
-    (xy, _), = decode(_batch(flat), threshold=0.1, subpixel=False)
+    (xy, _, _), = decode(_batch(flat), threshold=0.1, subpixel=False)
     assert len(xy) == 1
 
 
@@ -163,14 +163,14 @@ def test_low_precision_heatmaps_keep_exact_positions(dtype: torch.dtype) -> None
     heatmap = np.zeros((4, 3001), np.float32)
     heatmap[2, 2999] = 1.0
     heatmap[1, 257] = 0.5
-    (xy, scores), = decode(_batch(heatmap).to(dtype), threshold=0.1, subpixel=False)
+    (xy, scores, _), = decode(_batch(heatmap).to(dtype), threshold=0.1, subpixel=False)
     assert xy.tolist() == [[2999.0, 2.0], [257.0, 1.0]]
     np.testing.assert_allclose(scores, [1.0, 0.5])
 
 
 def test_decode_accepts_a_tensor_that_requires_grad() -> None:
     heatmap = _batch(_planted()).requires_grad_()
-    (xy, _), = decode(heatmap, threshold=0.1)
+    (xy, _, _), = decode(heatmap, threshold=0.1)
     assert len(xy) == len(PLANTED)
 
 
@@ -194,8 +194,8 @@ def test_subpixel_round_trip_within_005_px(sigma: float) -> None:
     truth = _random_points(rng, 48, size)
     maps = _batch(*[encode(p[None], size, sigma) for p in truth])
 
-    refined = np.array([points[0] for points, _ in decode(maps, top_k=1, subpixel=True)])
-    plain = np.array([points[0] for points, _ in decode(maps, top_k=1, subpixel=False)])
+    refined = np.array([points[0] for points, _, _ in decode(maps, top_k=1, subpixel=True)])
+    plain = np.array([points[0] for points, _, _ in decode(maps, top_k=1, subpixel=False)])
 
     refined_error = np.hypot(*(refined - truth).T)
     plain_error = np.abs(plain - truth)

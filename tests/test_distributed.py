@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.data.dataset import EpochSampler
 from pinpoint.distributed import CpuSyncBatchNorm, choose_device, convert_to_cpu_sync_batchnorm
 from pinpoint.errors import InputError
@@ -118,8 +119,8 @@ def test_two_processes_match_one(spot_data: Path, tmp_path: Path) -> None:
         if name == "ddp":
             assert "2 processes on cpu (batch 8 = 2 x 4)" in result.stdout
             assert result.stdout.count("epoch 2/2") == 1  # rank 0 alone reports
-    ddp = torch.load(runs["ddp"] / "last.pt", weights_only=False)
-    single = torch.load(runs["single"] / "last.pt", weights_only=False)
+    ddp = load_checkpoint(runs["ddp"] / "last.pt")
+    single = load_checkpoint(runs["single"] / "last.pt")
     assert not any(key.startswith("module.") for key in ddp["model"])  # the unwrapped model was saved
     assert ddp["model"].keys() == single["model"].keys()
     # Same samples in every global batch, same augmentations, BatchNorm over the whole global batch:

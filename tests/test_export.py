@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import pinpoint
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.cli import main
 from pinpoint.codecs.heatmap import encode
 from pinpoint.config import TrainConfig
@@ -83,7 +84,7 @@ def test_export_writes_onnx_beside_the_checkpoint_with_its_settings(checkpoint: 
     proto = onnx.load(str(exported))
     meta = {p.key: p.value for p in proto.metadata_props}
     settings = json.loads(meta[METADATA_KEY])
-    saved = torch.load(checkpoint, weights_only=False)["inference"]
+    saved = load_checkpoint(checkpoint)["inference"]
     assert settings == {**saved, "model_name": "heatmap"}
     # eval-mode export folds BatchNorm into the convolutions
     ops = {node.op_type for node in proto.graph.node}

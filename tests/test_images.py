@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pinpoint.data import images
-from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, to_grey
+from pinpoint.data.images import find_image, list_images, read_image, to_grey
 from pinpoint.errors import InputError
 
 # R=200, G=30, B=10 in OpenCV's BGR order: swapping R and B would change the luma a lot.
@@ -258,11 +258,27 @@ def test_find_image_any_suffix(tmp_path: Path) -> None:
         assert find_image(tmp_path, listed.stem) == listed
 
 
-def test_find_image_prefers_the_first_suffix_in_order(tmp_path: Path) -> None:
-    _touch_image(tmp_path / "x.bmp")
-    _touch_image(tmp_path / "x.png")
-    assert IMAGE_SUFFIXES.index(".png") < IMAGE_SUFFIXES.index(".bmp")
-    assert find_image(tmp_path, "x") == tmp_path / "x.png"
+@pytest.mark.parametrize("names", [("x.bmp", "x.png"), ("x.png", "x.PNG"), ("x.jpg", "x.Png")])
+def test_two_images_sharing_a_stem_are_refused_by_find_and_list(tmp_path: Path, names: tuple[str, str]) -> None:
+    # every output is named by the stem: picking one of them would leave the other's labels to it
+    for name in names:
+        _touch_image(tmp_path / name)
+    _touch_image(tmp_path / "y.png")
+    for call in (lambda: find_image(tmp_path, "x"), lambda: list_images(tmp_path)):
+        with pytest.raises(InputError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(str(tmp_path / "x")) and "two images share the name x" in message
+        assert all(name in message for name in names) and "\n" not in message
+    assert find_image(tmp_path, "y") == tmp_path / "y.png"  # the other images are still found
+
+
+def test_hidden_files_are_not_images(tmp_path: Path) -> None:
+    _touch_image(tmp_path / "a.png")
+    _touch_image(tmp_path / ".a.0123456789ab.tmp.png")  # a temporary a killed run left
+    (tmp_path / "._b.png").write_bytes(b"macOS resource fork")
+    assert list_images(tmp_path) == [tmp_path / "a.png"]
+    assert find_image(tmp_path, "a") == tmp_path / "a.png"
 
 
 def test_find_image_missing_names_the_stem(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.cli import main
 from pinpoint.config import TrainConfig
 from pinpoint.train import autocast_dtype, train
@@ -83,7 +84,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(ema: float, s
         proc.kill()
         proc.stderr.close()
 
-    stopped = torch.load(run / "last.pt", weights_only=False)
+    stopped = load_checkpoint(run / "last.pt")
     assert (stopped["epoch"], stopped["step"]) == KILL_AT
     assert [row["epoch"] for row in stopped["history"]] == [1]
     steps = []
@@ -93,8 +94,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(ema: float, s
     assert "continuing after epoch 1, batch 2" in capsys.readouterr().out
     assert len(steps) == 5 - 2  # only the batches the killed run had not done
 
-    expected = torch.load(reference / "last.pt", weights_only=False)
-    resumed = torch.load(run / "last.pt", weights_only=False)
+    expected = load_checkpoint(reference / "last.pt")
+    resumed = load_checkpoint(run / "last.pt")
     assert (resumed["epoch"], resumed["step"]) == (2, 0)
     for weights in ("model", "trained_model") if ema else ("model",):  # with ema, "model" is the average
         for key, value in expected[weights].items():
@@ -106,8 +107,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(ema: float, s
         assert all(torch.equal(resumed["optimizer"]["state"][key][name], v) for name, v in value.items())
     columns = ("epoch", "lr", "train_loss", "val_loss", "val_f1", "val_ap", "val_threshold")
     assert [[row[c] for c in columns] for row in read_log(run)] == [[row[c] for c in columns] for row in read_log(reference)]
-    best = torch.load(run / "best.pt", weights_only=False)
-    assert best["epoch"] == torch.load(reference / "best.pt", weights_only=False)["epoch"]
+    best = load_checkpoint(run / "best.pt")
+    assert best["epoch"] == load_checkpoint(reference / "best.pt")["epoch"]
     assert not list(run.glob(".*tmp*")), "temporary files left behind"
 
 
@@ -130,9 +131,9 @@ def test_a_finished_run_resumes_to_itself(spot_data: Path, tmp_path: Path) -> No
     cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "val.txt"), val_fraction=0.0,
                       **{**SETTINGS, "epochs": 1, "save_every_steps": 0}, out=str(tmp_path))
     train(cfg)
-    before = torch.load(tmp_path / "last.pt", weights_only=False)
+    before = load_checkpoint(tmp_path / "last.pt")
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 0
-    after = torch.load(tmp_path / "last.pt", weights_only=False)
+    after = load_checkpoint(tmp_path / "last.pt")
     assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
 
 
@@ -148,6 +149,6 @@ def test_bf16_autocast_trains_on_the_cpu(spot_data: Path, tmp_path: Path) -> Non
     cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "val.txt"), val_fraction=0.0, amp="bf16",
                       **{**SETTINGS, "epochs": 1, "save_every_steps": 0, "deterministic": False}, out=str(tmp_path))
     train(cfg)
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
     assert all(v.dtype in (torch.float32, torch.int64) for v in ckpt["model"].values())  # weights stay fp32
     assert torch.isfinite(torch.tensor(ckpt["history"][0]["train_loss"]))

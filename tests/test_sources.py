@@ -203,17 +203,18 @@ def test_batches_cut_at_the_batch_size_and_at_a_size_change() -> None:
 
 def test_detect_on_a_video_writes_labels_tables_and_an_annotated_video(video: Path, detector: Detector, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    count, total = detect_folder(detector, video, save_txt=out / "labels", save_csv=out / "points.csv", save_json=out / "points.json",
-                                 save_video=out / "annotated.mp4", conf=0.5, batch=3, progress=False)
+    run = detect_folder(detector, video, save_txt=out / "labels", save_csv=out / "points.csv", save_json=out / "points.json",
+                        save_video=out / "annotated.mp4", conf=0.5, batch=3, progress=False)
     expected = [detector.predict(frame.image, conf=0.5) for frame in open_source(video)]
-    assert count == 7 and total == sum(len(p) for p in expected) and total >= 7
+    assert run.frames == 7 and run.points == sum(len(p) for p in expected) and run.points >= 7
+    assert run.notes == [] and run.capped == []  # every frame read, no frame over the cap
 
     assert sorted(p.name for p in (out / "labels").iterdir()) == [f"clip_{i:06d}.txt" for i in range(7)]
     assert int((out / "labels" / "clip_000003.txt").read_text().splitlines()[0]) == len(expected[3])
 
     with open(out / "points.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["frame", "name", "x", "y", "score"] and len(rows) == total
+    assert list(rows[0]) == ["frame", "name", "x", "y", "score"] and len(rows) == run.points
     first = [r for r in rows if r["frame"] == "0"]
     assert all(r["name"] == "clip_000000" for r in first)
     np.testing.assert_allclose([[float(r["x"]), float(r["y"])] for r in first], expected[0].xy, atol=1e-3)
@@ -222,7 +223,7 @@ def test_detect_on_a_video_writes_labels_tables_and_an_annotated_video(video: Pa
     document = json.loads((out / "points.json").read_text())
     assert document["kind"] == "video" and document["fps"] == pytest.approx(10.0)
     assert [f["name"] for f in document["frames"]] == [f"clip_{i:06d}" for i in range(7)]
-    assert sum(len(f["points"]) for f in document["frames"]) == total
+    assert sum(len(f["points"]) for f in document["frames"]) == run.points
     assert (document["frames"][6]["height"], document["frames"][6]["width"]) == FRAME_SIZE
 
     capture = cv2.VideoCapture(str(out / "annotated.mp4"))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import pinpoint
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.config import TrainConfig
 from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
@@ -49,7 +50,7 @@ def test_step_schedule_really_steps(heatmap_run: Path) -> None:
 
 
 def test_checkpoint_alone_finds_the_planted_targets(heatmap_run: Path, spot_data: Path) -> None:
-    ckpt = torch.load(heatmap_run / "best.pt", weights_only=False)
+    ckpt = load_checkpoint(heatmap_run / "best.pt")
     assert ckpt["model_name"] == "heatmap" and ckpt["config"]["sigma"] == 1.5
     assert 0.01 <= ckpt["inference"]["threshold"] <= 1.0  # tuned on the validation split
     scores = evaluate_dataset(spot_data, spot_data / "test.txt", weights=str(heatmap_run / "best.pt"), distances=(3.0,), device="cpu")[3.0]
@@ -131,7 +132,7 @@ def test_threshold_images_val_keeps_the_validation_cut(spot_data: Path, tmp_path
                       out=str(tmp_path / "run"), model="heatmap", crop_size=64, epochs=3, threshold_images="val",
                       intensity_jitter=0.0, progress=False)
     run = train(cfg)
-    ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(run / "best.pt")
     assert ckpt["inference"]["threshold"] == read_log(run)[-1]["val_threshold"]  # the kept (last) epoch's own cut
     assert "tta_threshold" in ckpt["inference"]
     with pytest.raises(InputError, match="--threshold-images"):
@@ -191,7 +192,7 @@ def test_each_view_is_turned_back_into_the_image_frame(name: str) -> None:
 def test_checkpoint_carries_the_snap_setting_and_detect_can_override_it(heatmap_run: Path) -> None:
     from pinpoint.detect import make_detector
 
-    ckpt = torch.load(heatmap_run / "best.pt", weights_only=False)
+    ckpt = load_checkpoint(heatmap_run / "best.pt")
     assert ckpt["config"]["snap"] is True and ckpt["config"]["threshold_smoothing"] == 0.1  # the defaults
     # validation decided, epoch by epoch, whether snapping stays; the checkpoint carries its epoch's decision
     best_row = next(row for row in read_log(heatmap_run) if row["epoch"] == ckpt["epoch"])
@@ -261,7 +262,7 @@ def test_a_run_with_a_teacher_records_it(heatmap_run: Path, spot_data: Path, tmp
     (dict(paste=1), "without --paste"),
     (dict(img_size=64), "on crops"),
     (dict(model="regression", img_size=64), "heatmap model"),
-    (dict(teacher_weight=-1.0), "teacher weight"),
+    (dict(teacher_weight=-1.0), "--teacher-weight -1.0: must be a number >= 0"),
 ])
 def test_distillation_settings_are_refused_up_front(heatmap_run: Path, spot_data: Path, tmp_path: Path,
                                                     change: dict, message: str) -> None:
@@ -285,8 +286,8 @@ def test_init_starts_from_a_checkpoints_weights(heatmap_run: Path, spot_data: Pa
     run = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
                             out=str(tmp_path), model="heatmap", crop_size=64, epochs=1, lr=0.0, ema=0.0,
                             init=str(heatmap_run / "best.pt"), progress=False))
-    source = torch.load(heatmap_run / "best.pt", weights_only=False)["model"]
-    started = torch.load(run / "best.pt", weights_only=False)["model"]
+    source = load_checkpoint(heatmap_run / "best.pt")["model"]
+    started = load_checkpoint(run / "best.pt")["model"]
     weights = [k for k in source if k.endswith(".weight")]
     assert weights and all(torch.equal(source[k], started[k]) for k in weights)
     assert read_log(run)[0]["val_f1"] >= 0.9  # a random network finds nothing after an epoch at lr 0
@@ -307,7 +308,7 @@ def test_init_from_another_network_or_no_file_is_refused(heatmap_run: Path, spot
 def test_best_pt_holds_the_final_epoch_unless_asked_for_the_best_validation_one(heatmap_run: Path) -> None:
     from pinpoint.train import _best_epoch
 
-    assert torch.load(heatmap_run / "best.pt", weights_only=False)["epoch"] == len(read_log(heatmap_run)) == 15
+    assert load_checkpoint(heatmap_run / "best.pt")["epoch"] == len(read_log(heatmap_run)) == 15
     history = [{"epoch": 1, "val_f1": 0.90, "val_ap": 0.9, "val_loss": 1.0, "train_loss": 2.0},
                {"epoch": 2, "val_f1": 0.95, "val_ap": 0.8, "val_loss": 0.9, "train_loss": 1.5},  # a lucky epoch
                {"epoch": 3, "val_f1": 0.92, "val_ap": 0.9, "val_loss": 0.8, "train_loss": 1.0}]

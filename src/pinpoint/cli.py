@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, NoReturn, Sequence
 
+from pinpoint.config import RULES, Rule, TrainConfig, choices_of
 from pinpoint.errors import InputError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.run(args) or 0)
     except InputError as exc:
         print(f"pinpoint: error: {exc}", file=sys.stderr)
@@ -28,10 +29,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def warn(verb: str, lines: Sequence[str]) -> None:
+    """Things a user must know about a finished run that did not stop it, on stderr."""
+    for line in lines:
+        print(f"pinpoint {verb}: warning: {line}", file=sys.stderr)
+
+
 DEVICE_HELP = "auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N"
 
 
-class VerbParser(argparse.ArgumentParser):
+class OptionError(InputError):
+    """A command line argparse refuses: one line, like every other pinpoint error."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with pinpoint's one-line errors: `pinpoint: error: --epochs 0: must be ...` instead of
+    a usage block, so a refused option reads like any other refused input."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", r"\1 ", message)
+        raise OptionError(f"{message} (see {self.prog} --help)")
+
+
+class VerbParser(Parser):
     """A verb's parser: its help shows the defaults (ShowDefaults)."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -51,67 +71,101 @@ class ShowDefaults(argparse.HelpFormatter):
         return f"{text} (default {shown.replace('%', '%%')})"  # as typed on the command line; help is %-formatted
 
 
+def number(rule: Rule) -> Callable[[str], int | float]:
+    """An argparse type that parses and checks a value by `rule`: `--epochs 0` and `--lr nan` are
+    refused when the command line is read, before anything runs."""
+
+    def parse(text: str) -> int | float:
+        try:
+            return rule.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text}: {exc}") from None
+
+    parse.__name__ = rule.describe()  # what argparse would call the type
+    return parse
+
+
+def setting(name: str) -> Callable[[str], int | float]:
+    """The argparse type of a training setting, by its limits in config.RULES."""
+    return number(RULES[name])
+
+
+POSITIVE = number(Rule(int, 1))
+SCORE = number(Rule(float, 0, 1))  # a score threshold
+DISTANCE = number(Rule(float, 0, low_open=True))  # pixels
+SEED = number(Rule(int, 0))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from pinpoint.config import TrainConfig
-
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="pinpoint", description="Find tiny infrared targets as points.")
+    parser = Parser(prog="pinpoint", description="Find tiny infrared targets as points.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
+    for add in (add_synth, add_train, add_eval, add_detect, add_export, add_bench, add_convert, add_annotate, add_demo):
+        add(verbs)
+    return parser
 
+
+def add_synth(verbs) -> None:
     p = verbs.add_parser("synth", help="write a synthetic infrared dataset (images/, labels/, splits/)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--n", type=int, default=200, help="number of images")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the images and targets")
-    p.add_argument("--min-size", type=int, default=160, help="smallest side length in pixels")
-    p.add_argument("--max-size", type=int, default=320, help="largest side length in pixels")
-    p.add_argument("--splits", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VAL", "TEST"),
+    p.add_argument("--n", type=POSITIVE, default=200, help="number of images")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed of the images and targets")
+    p.add_argument("--min-size", type=POSITIVE, default=160, help="smallest side length in pixels")
+    p.add_argument("--max-size", type=POSITIVE, default=320, help="largest side length in pixels")
+    p.add_argument("--splits", type=number(Rule(float, 0)), nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VAL", "TEST"),
                    help="shares of the train/val/test split files")
     p.set_defaults(run=run_synth)
 
+
+def add_train(verbs) -> None:
+    defaults, choices = TrainConfig(), choices_of()
     p = verbs.add_parser("train", help="train a model on a folder of images with point labels")
     p.add_argument("--data", help="folder with images/ and labels/ (required unless --resume)")
     p.add_argument("--split", help="file of training stems (default: every image)")
     p.add_argument("--val-split", help="file of validation stems (default: a seeded 10%% of the training stems)")
-    p.add_argument("--model", default=defaults.model, help="model name")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training images")
-    p.add_argument("--batch", type=int, default=defaults.batch,
+    p.add_argument("--model", default=defaults.model, choices=choices["model"], metavar="NAME",
+                   help=f"model name: {', '.join(choices['model'])}")
+    p.add_argument("--epochs", type=setting("epochs"), default=defaults.epochs, help="passes over the training images")
+    p.add_argument("--batch", type=setting("batch"), default=defaults.batch,
                    help="GLOBAL batch size: under torchrun each of the N processes takes batch / N")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (Adam)")
-    p.add_argument("--img-size", type=int, default=defaults.img_size, help="resize every image to this square size; 0 = native size with crops")
-    p.add_argument("--crop-size", type=int, default=defaults.crop_size, help="crop side when --img-size 0")
-    p.add_argument("--paste", type=int, default=defaults.paste,
+    p.add_argument("--lr", type=setting("lr"), default=defaults.lr, help="peak learning rate (Adam)")
+    p.add_argument("--img-size", type=setting("img_size"), default=defaults.img_size,
+                   help="resize every image to this square size; 0 = native size with crops")
+    p.add_argument("--crop-size", type=setting("crop_size"), default=defaults.crop_size, help="crop side when --img-size 0")
+    p.add_argument("--paste", type=setting("paste"), default=defaults.paste,
                    help="copy-paste: add up to N targets cut from other training images to each crop")
-    p.add_argument("--dim", type=float, default=defaults.dim,
+    p.add_argument("--dim", type=setting("dim"), default=defaults.dim,
                    help="fade half the targets of each crop to a random 1-D..100%% of their contrast, so faint ones "
                         "are learnt too; 0 = off")
-    p.add_argument("--scale-jitter", type=float, default=defaults.scale_jitter,
+    p.add_argument("--scale-jitter", type=setting("scale_jitter"), default=defaults.scale_jitter,
                    help="zoom crops by a random factor in [1/(1+J), 1+J]")
-    p.add_argument("--sigma", type=float, default=defaults.sigma, help="gaussian width of the heatmap target, in model-input pixels")
-    p.add_argument("--blob-sigma", type=float, default=defaults.blob_sigma,
+    p.add_argument("--sigma", type=setting("sigma"), default=defaults.sigma,
+                   help="gaussian width of the heatmap target, in model-input pixels")
+    p.add_argument("--blob-sigma", type=setting("blob_sigma"), default=defaults.blob_sigma,
                    help="widen each target's gaussian to this many times its bright blob's radius, at least "
                         "--sigma (extended targets); 0 = off")
-    p.add_argument("--loss", default=defaults.loss, choices=["mse", "weighted-mse", "focal"], help="heatmap loss")
-    p.add_argument("--keep", choices=("last", "best"), default=defaults.keep,
+    p.add_argument("--loss", default=defaults.loss, choices=choices["loss"], help="heatmap loss")
+    p.add_argument("--keep", choices=choices["keep"], default=defaults.keep,
                    help="the epoch best.pt holds: last (default; validation still picks the snap choice) or best (highest validation F1)")
     p.add_argument("--init", default=defaults.init, metavar="CKPT",
                    help="start from this checkpoint's weights (fine-tuning); the same --model it was trained with")
     p.add_argument("--teacher", default=defaults.teacher, metavar="CKPT",
                    help="distillation: also learn this trained heatmap model's heatmaps of the training images "
                         "(e.g. a pinnet-s2d-x3 run's best.pt)")
-    p.add_argument("--teacher-weight", type=float, default=defaults.teacher_weight,
+    p.add_argument("--teacher-weight", type=setting("teacher_weight"), default=defaults.teacher_weight,
                    help="weight of the distillation term against the label loss")
-    p.add_argument("--schedule", default=defaults.schedule, choices=["step", "cosine"], help="learning-rate schedule")
-    p.add_argument("--nms-kernel", type=int, default=defaults.nms_kernel,
+    p.add_argument("--schedule", default=defaults.schedule, choices=choices["schedule"], help="learning-rate schedule")
+    p.add_argument("--nms-kernel", type=setting("nms_kernel"), default=defaults.nms_kernel,
                    help="odd window of the peak suppression, stored in the checkpoint for detect and eval")
-    p.add_argument("--ema", type=float, default=defaults.ema,
+    p.add_argument("--ema", type=setting("ema"), default=defaults.ema,
                    help="decay of the moving average of the weights that is validated and saved; 0 = off")
-    p.add_argument("--lr-step", type=int, default=defaults.lr_step, help="epochs between learning-rate drops (step schedule)")
-    p.add_argument("--lr-gamma", type=float, default=defaults.lr_gamma, help="learning-rate factor at each drop")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights, crops and validation carve-out")
-    p.add_argument("--workers", type=int, default=defaults.workers, help="data-loading worker processes")
+    p.add_argument("--lr-step", type=setting("lr_step"), default=defaults.lr_step,
+                   help="epochs between learning-rate drops (step schedule)")
+    p.add_argument("--lr-gamma", type=setting("lr_gamma"), default=defaults.lr_gamma, help="learning-rate factor at each drop")
+    p.add_argument("--seed", type=setting("seed"), default=defaults.seed, help="seed of the weights, crops and validation carve-out")
+    p.add_argument("--workers", type=setting("workers"), default=defaults.workers, help="data-loading worker processes")
     p.add_argument("--device", default=defaults.device,
                    help=DEVICE_HELP + "; under torchrun give auto or cuda: each process takes cuda:LOCAL_RANK")
-    p.add_argument("--amp", default=defaults.amp, choices=["auto", "off", "bf16", "fp16"],
+    p.add_argument("--amp", default=defaults.amp, choices=choices["amp"],
                    help="mixed precision: auto = bf16 on CUDA (fp16 with loss scaling on GPUs without bf16), "
                         "off on the CPU; fp16 needs CUDA")
     p.add_argument("--no-channels-last", action="store_true",
@@ -120,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make averaging the heatmaps of the image's turned and mirrored views (those training "
                         "augmented with: 8 by default) the checkpoint's default in detect and eval (8x slower "
                         "inference); every checkpoint carries a threshold chosen for it, so detect --tta works without this")
-    p.add_argument("--threshold-smoothing", type=float, default=defaults.threshold_smoothing,
+    p.add_argument("--threshold-smoothing", type=setting("threshold_smoothing"), default=defaults.threshold_smoothing,
                    help="choose the stored threshold where F1 averaged over +-this score window is highest; "
                         "0 = the single best cut")
-    p.add_argument("--threshold-images", choices=["all", "val"], default=defaults.threshold_images,
+    p.add_argument("--threshold-images", choices=choices["threshold_images"], default=defaults.threshold_images,
                    help="choose the stored thresholds, once training ends, on every training and validation image "
                         "(all) or on the validation images alone (val)")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
@@ -132,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(stored in the checkpoint); --no-snap keeps the heatmap's peaks")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
-    p.add_argument("--save-every-steps", type=int, default=defaults.save_every_steps, metavar="K",
+    p.add_argument("--save-every-steps", type=setting("save_every_steps"), default=defaults.save_every_steps, metavar="K",
                    help="also write a resumable last.pt every K batches inside an epoch (default 0: at epoch ends only)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt with its saved settings; "
@@ -140,12 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out unreadable images and malformed labels instead of stopping; they are listed at the end "
                         "and in RUN/skipped.txt")
-    p.add_argument("--out", default=defaults.out, help="run folder for checkpoints, log and curves")
+    p.add_argument("--out", default=defaults.out,
+                   help="run folder for checkpoints, log and curves (default: the first free one of runs/train, runs/train2, ...)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, an --out holding best.pt or last.pt is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.epilog = ("several processes: torchrun --nproc-per-node N -m pinpoint train ... runs DistributedDataParallel "
                 "(gloo on CPU, nccl on CUDA); rank 0 writes the run folder")
     p.set_defaults(run=run_train)
 
+
+def add_eval(verbs) -> None:
     p = verbs.add_parser("eval", help="score predictions (a folder of label files, a checkpoint or a classical method)")
     p.add_argument("--data", required=True, help="folder with images/ and labels/ (the ground truth)")
     p.add_argument("--split", help="file of stems to score (default: every image)")
@@ -154,13 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--weights", help="a checkpoint to run on the images")
     source.add_argument("--method", help="a training-free method: tophat or local-contrast")
     add_decoding_overrides(p)
-    p.add_argument("--dist", type=float, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
+    p.add_argument("--dist", type=DISTANCE, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--report", metavar="DIR", help="also write to DIR: pr.png and pr.csv (the PR curves), per_image.csv, "
                    "scores.json and mistakes/NAME.png (hits green, false alarms yellow, misses red; at the first --dist)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(run=run_eval)
 
+
+def add_detect(verbs) -> None:
     p = verbs.add_parser("detect", help="find points in images, folders, globs, lists or videos; write labels, tables, pictures, video")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--weights", help="a checkpoint written by train")
@@ -177,40 +238,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
     p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
     p.add_argument("--save-video", help="annotated video (.mp4 or .mkv: mp4v, .avi: MJPG) at the source's frame rate")
-    p.add_argument("--batch", type=int, help="frames of one size sent through the network together (default: 1 on the CPU, 8 on a GPU)")
-    p.add_argument("--threads", type=int, help="intra-op CPU threads (default: the library's own, one per core)")
+    p.add_argument("--batch", type=POSITIVE, help="frames of one size sent through the network together (default: 1 on the CPU, 8 on a GPU)")
+    p.add_argument("--threads", type=POSITIVE, help="intra-op CPU threads (default: the library's own, one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_detect)
 
+
+def add_export(verbs) -> None:
     p = verbs.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch) for onnxruntime")
     p.add_argument("--weights", required=True, help="a checkpoint written by train")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("--out", help="the file to write (default: the checkpoint's name with .onnx)")
+    p.add_argument("--out", help="the .onnx file to write (default: the checkpoint's name with .onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.set_defaults(run=run_export)
 
+
+def add_bench(verbs) -> None:
     p = verbs.add_parser("bench", help="parameters, FLOPs, latency and throughput in PyTorch eager and onnxruntime")
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--weights", help="a checkpoint written by train")
-    model.add_argument("--model", help="a model name, with random weights (they run as fast as trained ones)")
+    model.add_argument("--model", choices=choices_of()["model"], metavar="NAME",
+                       help="a model name, with random weights (they run as fast as trained ones)")
     p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
-    p.add_argument("--threads", type=int, nargs="+",
+    p.add_argument("--batch", type=POSITIVE, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
+    p.add_argument("--threads", type=POSITIVE, nargs="+",
                    help="intra-op thread counts, each measured for both backends, e.g. 1 2 (default: torch's, one per core)")
     p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"], help="backends to time")
-    p.add_argument("--seconds", type=float, default=3.0, help="timing budget per size, batch and backend (default 3)")
+    p.add_argument("--seconds", type=number(Rule(float, 0, low_open=True)), default=3.0,
+                   help="timing budget per size, batch and backend (default 3)")
     p.add_argument("--decode", action="store_true", help="time forward + peak decoding instead of the forward alone")
     p.add_argument("--tta", action="store_true",
                    help="time the average over the model's turned and mirrored views (detect --tta), one pass per view")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(run=run_bench)
 
+
+def add_convert(verbs) -> None:
     p = verbs.add_parser("convert", help="convert datasets: masks -> labels, labels <-> COCO keypoints")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND", parser_class=VerbParser)
     c = kinds.add_parser("masks", help="binary target masks -> point labels (8-connected component centroids)")
     c.add_argument("--masks", required=True, help="folder of mask images")
     c.add_argument("--out", required=True, help="folder for the label files")
-    c.add_argument("--threshold", type=float, default=0.0, help="a pixel is target when mask > threshold (default 0)")
+    c.add_argument("--threshold", type=number(Rule(float)), default=0.0, help="a pixel is target when mask > threshold (default 0)")
     c.add_argument("--suffix", default="", help="strip this from mask names, e.g. _pixels0")
     c.set_defaults(run=run_convert)
     c = kinds.add_parser("labels-to-coco", help="a dataset folder -> one COCO keypoints JSON")
@@ -221,37 +290,45 @@ def build_parser() -> argparse.ArgumentParser:
     c = kinds.add_parser("coco-to-labels", help="a COCO keypoints JSON (CVAT, Label Studio, ...) -> label files")
     c.add_argument("--coco", required=True, help="the COCO JSON file")
     c.add_argument("--out", required=True, help="folder for the label files")
-    c.add_argument("--images", help="images folder, for sizes missing from the JSON (default: images/ beside --out)")
+    c.add_argument("--images", help="images folder, to check the JSON's sizes and fill in missing ones (default: images/ beside --out)")
     c.add_argument("--category", help="keep only this category name")
     c.set_defaults(run=run_convert)
 
+
+def add_annotate(verbs) -> None:
     p = verbs.add_parser("annotate", help="label points in the browser (click, zoom, undo; model suggestions with --weights)")
     p.add_argument("data_dir", help="folder with images/ (labels/ is created and written there)")
     p.add_argument("--weights", help="a checkpoint whose predictions are shown as suggestions and in the review view")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port to serve on")
+    p.add_argument("--port", type=number(Rule(int, 0, 65535)), default=8000, help="port to serve on (0: any free port)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.set_defaults(run=run_annotate)
 
+
+def add_demo(verbs) -> None:
     p = verbs.add_parser("demo", help="synth -> train -> eval -> detect on built-in synthetic data")
-    p.add_argument("--out", default="pinpoint-demo", help="folder for everything the demo makes")
-    p.add_argument("--n", type=int, default=240, help="synthetic images")
-    p.add_argument("--epochs", type=int, default=80, help="training epochs (default 80: about 3 minutes on 2 CPU cores)")
-    p.add_argument("--model", default=defaults.model, help="model to train (default: the default model)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training")
+    p.add_argument("--out", help="folder for everything the demo makes (default: the first free one of pinpoint-demo, "
+                   "pinpoint-demo2, ...)")
+    p.add_argument("--n", type=number(Rule(int, 10)), default=240, help="synthetic images")
+    p.add_argument("--epochs", type=setting("epochs"), default=80, help="training epochs (default 80: about 3 minutes on 2 CPU cores)")
+    p.add_argument("--model", default=TrainConfig.model, choices=choices_of()["model"], metavar="NAME",
+                   help="model to train (default: the default model)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the data and the training")
     p.set_defaults(run=run_demo)
-    return parser
 
 
 def add_decoding_overrides(p: argparse.ArgumentParser) -> None:
-    """--conf, --tta and --snap of eval and detect: each replaces the checkpoint's own setting when given."""
-    p.add_argument("--conf", type=float, help="score threshold (default: the checkpoint's own)")
+    """--conf, --tta, --snap and --max-points of eval and detect: each replaces the checkpoint's own setting when given."""
+    p.add_argument("--conf", type=SCORE, help="score threshold in [0, 1] (default: the checkpoint's own)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average heatmaps over the image's turned and mirrored views (those the model was trained on: "
                         "8 with the default recipe, 8x slower); --no-tta turns it off; default: the checkpoint's setting")
     p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=None,
                    help="move each point to the centroid of the bright blob it sits on (points on one blob become one); "
                         "default: the checkpoint's setting")
+    p.add_argument("--max-points", type=POSITIVE, metavar="N",
+                   help="at most N points per image, the best kept; an image that reaches it is reported "
+                        "(default: the checkpoint's, 100; a training-free --method keeps every point)")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -267,7 +344,6 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pinpoint.config import TrainConfig
     from pinpoint.train import resume, train
 
     if args.resume:
@@ -283,7 +359,7 @@ def run_train(args: argparse.Namespace) -> int:
                       amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
                       save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
                       threshold_smoothing=args.threshold_smoothing, threshold_images=args.threshold_images, teacher=args.teacher, teacher_weight=args.teacher_weight,
-                      blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep)
+                      blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep, overwrite=args.overwrite)
     train(cfg)
     return 0
 
@@ -292,35 +368,46 @@ def run_eval(args: argparse.Namespace) -> int:
     from pinpoint.evaluate import evaluate_dataset
     from pinpoint.metrics import format_table
 
+    capped: list[str] = []
     results = evaluate_dataset(args.data, args.split, pred_dir=args.pred, weights=args.weights, method=args.method,
                                conf=args.conf, distances=args.dist, device=args.device, tta=args.tta,
-                               snap=args.snap, report=args.report)
+                               snap=args.snap, report=args.report, max_points=args.max_points, capped=capped)
     if args.json:
         print(json.dumps({f"{d:g}px": s.to_dict() for d, s in results.items()}, indent=2))
     else:
         print(format_table(results))
         if args.report:
             print(f"report: {args.report}/ (pr.png, pr.csv, per_image.csv, scores.json, mistakes/)")
+    if capped:
+        warn("eval", [cap_warning(capped, args.max_points)])
     return 0
+
+
+def cap_warning(capped: Sequence[str], max_points: int | None) -> str:
+    cap = f"--max-points {max_points}" if max_points else "the cap of points per image (--max-points, the checkpoint's 100)"
+    shown = ", ".join(capped[:5]) + (", ..." if len(capped) > 5 else "")
+    return (f"{len(capped)} image(s) had more points above the threshold than {cap}: only the best were kept "
+            f"({shown}); raise --max-points to see them all")
 
 
 def run_detect(args: argparse.Namespace) -> int:
     from pinpoint.detect import detect_folder, make_detector
 
-    if (args.batch is not None and args.batch < 1) or (args.threads is not None and args.threads < 1):
-        raise InputError("--batch and --threads must be positive")
-    detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta, snap=args.snap)
+    detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta, snap=args.snap,
+                             max_points=args.max_points)
     skipped: list[str] | None = [] if args.skip_bad else None
-    count, points = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
-                                  progress=not args.no_progress, save_csv=args.save_csv, save_json=args.save_json,
-                                  save_video=args.save_video, batch=args.batch, skipped=skipped)
+    run = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
+                        progress=not args.no_progress, save_csv=args.save_csv, save_json=args.save_json,
+                        save_video=args.save_video, batch=args.batch, skipped=skipped, inputs=[args.weights])
     outputs = [("labels", args.save_txt), ("pictures", args.save_vis), ("CSV", args.save_csv), ("JSON", args.save_json),
                ("video", args.save_video)]
-    print(f"pinpoint detect: {points} point(s) in {count} image(s)" + "".join(f"; {what} in {where}" for what, where in outputs if where))
+    print(f"pinpoint detect: {run.points} point(s) in {run.frames} image(s)"
+          + "".join(f"; {what} in {where}" for what, where in outputs if where))
     if skipped:
         from pinpoint.data.dataset import format_skipped
 
         print(format_skipped(skipped, "pinpoint detect"))
+    warn("detect", run.notes + ([cap_warning(run.capped, args.max_points)] if run.capped else []))
     return 0
 
 
@@ -336,11 +423,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     from pinpoint.bench import benchmark, format_report, parse_size
-    from pinpoint.files import write_text
+    from pinpoint.files import prepare_output_file, write_text
 
     sizes = [parse_size(text) for text in args.size]
-    if min(args.batch) < 1 or args.seconds <= 0 or (args.threads is not None and min(args.threads) < 1):
-        raise InputError("--batch, --seconds and --threads must be positive")
+    if args.json:
+        prepare_output_file(args.json, "--json", [args.weights])
     result = benchmark(args.weights, args.model, sizes, args.batch, threads=args.threads, seconds=args.seconds,
                        backends=args.backend, decode=args.decode, tta=args.tta)
     print(format_report(result))
@@ -375,7 +462,7 @@ def run_annotate(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from pinpoint.demo import demo
 
-    demo(Path(args.out), n=args.n, epochs=args.epochs, model=args.model, seed=args.seed)
+    demo(Path(args.out) if args.out else None, n=args.n, epochs=args.epochs, model=args.model, seed=args.seed)
     return 0
 
 

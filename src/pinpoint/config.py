@@ -1,13 +1,69 @@
-"""Training settings: the one place where defaults and their types live.
+"""Training settings: the one place where defaults, their types and their limits live.
 
 A run's TrainConfig is saved inside every checkpoint, and the parts inference needs
 (preprocessing and decoding) are copied out so that a checkpoint alone is enough to predict.
+
+RULES holds each numeric setting's limits and CHOICES each named setting's choices. The command
+line parses its options with them (a NaN learning rate or --epochs 0 is refused before anything
+runs) and TrainConfig.check applies the same to a config built in Python.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from pinpoint.errors import InputError
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a numeric setting may take: a whole number or a finite float, within bounds."""
+
+    kind: type = float  # int or float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself excluded
+    high_open: bool = False
+    odd: bool = False
+
+    def reason(self, value: object) -> str | None:
+        """Why `value` is refused, or None when it is fine."""
+        if self.kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+            return "must be a whole number"
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return "must be a finite number"
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if below or above or (self.odd and value % 2 == 0):
+            return f"must be {self.describe()}"
+        return None
+
+    def describe(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = None if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        bounds = " and ".join(b for b in (low, high) if b)
+        what = ("an odd whole number" if self.odd else "a whole number") if self.kind is int else "a number"
+        return f"{what} {bounds}".strip()
+
+    def parse(self, text: str) -> int | float:
+        """A value typed on the command line, checked; ValueError says why not."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"{self.describe()} was expected") from None
+        why = self.reason(value)
+        if why:
+            raise ValueError(why)
+        return value
+
+
+def check_value(flag: str, value: object, rule: Rule) -> None:
+    """InputError `FLAG VALUE: why` when `value` breaks `rule`."""
+    why = rule.reason(value)
+    if why:
+        raise InputError(f"{flag} {value}: {why}")
 
 
 @dataclass
@@ -17,7 +73,9 @@ class TrainConfig:
     split: str | None = None  # file of training stems; None = every image in the folder
     val_split: str | None = None  # file of validation stems; None = carve val_fraction out of the training stems
     val_fraction: float = 0.1  # used only when val_split is None
-    out: str = "runs/train"  # run folder: checkpoints, log.csv, loss.png
+    # run folder: checkpoints, log.csv, loss.png; "" = the first free one of runs/train, runs/train2, ...
+    out: str = ""
+    overwrite: bool = False  # replace a run already in `out` (without it, such an `out` is refused)
     # model
     model: str = "pinnet-s2d-gated"  # a name from pinpoint.models.registry.MODELS ("heatmap", "regression": the seed references)
     model_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments
@@ -100,9 +158,61 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def check(self) -> None:
+        """Refuse settings outside RULES and CHOICES, named as the command line spells them."""
+        for name, rule in RULES.items():
+            check_value(option_name(name), getattr(self, name), rule)
+        for name, choices in choices_of().items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise InputError(f"{option_name(name)} {value}: choose one of {', '.join(choices)}")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         # runs saved before `keep` existed kept the best validation epoch; a resumed one goes on doing so
         values = {"keep": "best", **values}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+RULES: dict[str, Rule] = {
+    "val_fraction": Rule(float, 0, 1, high_open=True),
+    "img_size": Rule(int, 0),
+    "crop_size": Rule(int, 1),
+    "crop_on_target": Rule(float, 0, 1),
+    "scale_jitter": Rule(float, 0),
+    "paste": Rule(int, 0),
+    "dim": Rule(float, 0, 1),
+    "intensity_jitter": Rule(float, 0),
+    "sigma": Rule(float, 0, low_open=True),
+    "blob_sigma": Rule(float, 0),
+    "teacher_weight": Rule(float, 0),
+    "epochs": Rule(int, 1),
+    "batch": Rule(int, 1),
+    "lr": Rule(float, 0),
+    "weight_decay": Rule(float, 0),
+    "ema": Rule(float, 0, 1, high_open=True),
+    "lr_step": Rule(int, 1),
+    "lr_gamma": Rule(float, 0, low_open=True),
+    "seed": Rule(int, 0),
+    "workers": Rule(int, 0),
+    "threshold": Rule(float, 0, 1),
+    "threshold_smoothing": Rule(float, 0, 0.5, high_open=True),
+    "top_k": Rule(int, 1),
+    "nms_kernel": Rule(int, 1, odd=True),
+    "match_px": Rule(float, 0, low_open=True),
+    "save_every_steps": Rule(int, 0),
+}
+
+
+def choices_of() -> dict[str, tuple[str, ...]]:
+    """The settings that name one of a few things, with those things (the models from the registry)."""
+    from pinpoint.models.registry import MODELS
+
+    return {"model": tuple(MODELS), "loss": ("focal", "weighted-mse", "mse"), "keep": ("last", "best"),
+            "schedule": ("cosine", "step"), "amp": ("auto", "off", "bf16", "fp16"), "threshold_images": ("all", "val")}
+
+
+def option_name(name: str) -> str:
+    """The command-line flag of a setting: top_k -> --top-k."""
+    return "--" + name.replace("_", "-")

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, read_raw
+from pinpoint.data.images import IMAGE_SUFFIXES, find_image, image_size, list_images, read_raw
 from pinpoint.data.labels import read_labels, write_labels
 from pinpoint.errors import InputError
-from pinpoint.files import read_user_text, write_text
+from pinpoint.files import prepare_output_file, prepare_output_folder, read_user_text, write_text
 
 COCO_PIXEL_OFFSET = 0.5  # COCO puts a pixel's centre half a pixel from its corner; we put it on the integer
 # COCO points up to half a pixel beyond the image's outer edge [0, W] x [0, H] are accepted (our labels
@@ -89,6 +88,7 @@ def masks_to_labels(
     normalised by the mask's own width and height.
     """
     masks_dir, out_dir = Path(masks_dir), Path(out_dir)
+    prepare_output_folder(out_dir, "--out", [masks_dir])
     masks = list_images(masks_dir)
     if not masks:
         raise InputError(f"{masks_dir}: no mask images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
@@ -138,9 +138,10 @@ def labels_to_coco(
     """
     data_dir = Path(data_dir)
     labels_dir, images_dir = data_dir / "labels", data_dir / "images"
+    prepare_output_file(out_json, "--out", [data_dir, labels_dir, images_dir])
     if not labels_dir.is_dir():
         raise InputError(f"{labels_dir}: not a folder (expected DIR/labels/*.txt beside DIR/images/)")
-    label_files = sorted(p for p in labels_dir.iterdir() if p.is_file() and p.suffix == ".txt")
+    label_files = sorted(p for p in labels_dir.iterdir() if p.is_file() and p.suffix == ".txt" and not p.name.startswith("."))
     if not label_files:
         raise InputError(f"{labels_dir}: no label files (*.txt) in this folder")
 
@@ -148,7 +149,7 @@ def labels_to_coco(
     for image_id, label_path in enumerate(label_files, start=1):
         labels = read_labels(label_path)
         image_path = find_image(images_dir, label_path.stem)
-        height, width = _image_size(image_path)
+        height, width = image_size(image_path)
         images.append({"id": image_id, "file_name": image_path.name, "width": width, "height": height})
         xy = labels.xy * np.array([width, height], dtype=np.float64) + COCO_PIXEL_OFFSET
         for index, (x, y) in enumerate(xy):
@@ -188,12 +189,14 @@ def coco_to_labels(
     Every keypoint with visibility v > 0 becomes a point, whether the tool wrote one keypoint per
     annotation (CVAT and Label Studio "points") or several; v = 0 means "not labelled" and is
     skipped. Only annotations of `category` (a name) are read when it is given. Images with no
-    annotation get a "0" file. Width and height come from the JSON, or, where absent, from the
-    image file in `images_dir` (default: the 'images' folder beside `out_dir`). If every point of
-    an image carries a "score", the label file keeps it as the third column.
+    annotation get a "0" file. Width and height come from the JSON, checked against the image file
+    in `images_dir` (default: the 'images' folder beside `out_dir`) where it is there, or read from
+    it where the JSON has none. If every point of an image carries a "score", the label file keeps
+    it as the third column.
     """
     coco_json, out_dir = Path(coco_json), Path(out_dir)
     images_dir = Path(images_dir) if images_dir is not None else out_dir.parent / "images"
+    prepare_output_folder(out_dir, "--out", [coco_json, images_dir])
     coco = _read_json(coco_json)
     images = _coco_list(coco, "images", coco_json)
     annotations = _coco_list(coco, "annotations", coco_json) if "annotations" in coco else []
@@ -275,19 +278,28 @@ def _coco_list(coco: dict, key: str, path: Path) -> list:
 
 
 def _coco_image_size(entry: dict, stem: str, images_dir: Path, coco_json: Path) -> tuple[int, int]:
+    """(H, W) of a COCO image entry: the JSON's, checked against the image file where it is there.
+
+    The image as displayed (EXIF orientation applied) is the frame a labelling tool showed, and the
+    one pinpoint reads; a JSON whose size disagrees with it (the tool saw another frame, or the
+    image was resized since) would put every point in the wrong place, so it is refused.
+    """
     width, height = entry.get("width"), entry.get("height")
-    if isinstance(width, (int, float)) and isinstance(height, (int, float)) and width >= 1 and height >= 1:
-        return int(height), int(width)
-    if width is not None or height is not None:
+    given = isinstance(width, (int, float)) and isinstance(height, (int, float)) and width >= 1 and height >= 1
+    if not given and (width is not None or height is not None):
         raise InputError(f"{coco_json}: image {entry['file_name']!r} has an invalid width/height ({width!r} x {height!r})")
-    return _image_size(find_image(images_dir, stem))
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, from its header where Pillow can read it, else by decoding it."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-        return height, width
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
-        return read_image(path).shape  # raises the InputError that names the problem
+        path = find_image(images_dir, stem) if images_dir.is_dir() else None
+    except InputError:
+        if not given:
+            raise
+        path = None  # no image to check against: the JSON's size is all there is
+    if not given:
+        return image_size(path)
+    if path is not None:
+        actual = image_size(path)
+        if actual != (int(height), int(width)):
+            raise InputError(f"{coco_json}: image {entry['file_name']!r} is {int(width)} x {int(height)} in the JSON but "
+                             f"{path} is {actual[1]} x {actual[0]} as displayed (EXIF orientation applied); its points "
+                             "would land in the wrong place")
+    return int(height), int(width)

@@ -8,7 +8,9 @@ from pathlib import Path
 from pinpoint.config import TrainConfig
 from pinpoint.data.synth import synthesize
 from pinpoint.detect import detect_folder, make_detector
+from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
+from pinpoint.files import numbered_folder
 from pinpoint.metrics import format_table
 from pinpoint.train import train
 
@@ -19,9 +21,21 @@ def demo_config(data: Path, run: Path, model: str, epochs: int, seed: int) -> Tr
                        out=str(run), model=model, epochs=epochs, seed=seed)
 
 
-def demo(out: Path, n: int = 240, epochs: int = 80, model: str = TrainConfig.model, seed: int = 0) -> dict:
-    """synth -> train -> eval -> detect; returns the test scores and prints where everything went."""
+DEFAULT_OUT = Path("pinpoint-demo")
+
+
+def demo(out: Path | None = None, n: int = 240, epochs: int = 80, model: str = TrainConfig.model, seed: int = 0) -> dict:
+    """synth -> train -> eval -> detect; returns the test scores and prints where everything went.
+
+    Everything goes into a fresh folder: `out` if it is absent or empty, else the first free one of
+    pinpoint-demo, pinpoint-demo2, ... A second demo never writes over the first.
+    """
     started = time.time()
+    if out is None:
+        out = numbered_folder(DEFAULT_OUT)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: not an empty folder; the demo writes into a fresh one (leave out --out to get "
+                         f"the first free one of {DEFAULT_OUT}, {DEFAULT_OUT}2, ...)")
     data, run = out / "data", out / "run"
     print(f"[1/4] synthesising {n} infrared-like images -> {data}")
     synthesize(data, n=n, seed=seed)

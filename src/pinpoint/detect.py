@@ -8,8 +8,11 @@ comes back, and the per-point table (CSV / JSON) once at the end.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -20,65 +23,92 @@ from tqdm import tqdm
 from pinpoint.classical import CLASSICAL_METHODS, detect_classical
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path, write_text
+from pinpoint.files import atomic_path, prepare_output_file, prepare_output_folder, same_file, write_text
 from pinpoint.points import Points
 from pinpoint.predict import Detector, ImageLike
-from pinpoint.sources import Frame, open_source, prefetch
+from pinpoint.sources import Frame, FrameSource, ImageFiles, open_source, prefetch
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}  # fourcc per container
 
 
 class ClassicalDetector:
-    """A training-free method (top-hat, local contrast) behind the same interface as Detector."""
+    """A training-free method (top-hat, local contrast) behind the same interface as Detector.
 
-    def __init__(self, method: str):
+    `max_points` caps the points of an image (the best kept, the result marked capped); None keeps
+    every region the method finds, as the benchmark's baseline rows do.
+    """
+
+    def __init__(self, method: str, max_points: int | None = None):
         if method not in CLASSICAL_METHODS:
             raise InputError(f"--method {method}: unknown method; choose one of {', '.join(sorted(CLASSICAL_METHODS))}")
         self.name = method
         self.threshold = 0.0
+        self.max_points = max_points
 
-    def predict(self, image: ImageLike, conf: float | None = None) -> Points:
-        return self.predict_with_heatmap(image, conf)[0]
+    def predict(self, image: ImageLike, conf: float | None = None, max_points: int | None = None) -> Points:
+        return self.predict_with_heatmap(image, conf, max_points)[0]
 
-    def predict_with_heatmap(self, image: ImageLike, conf: float | None = None) -> tuple[Points, None]:
+    def predict_with_heatmap(self, image: ImageLike, conf: float | None = None,
+                             max_points: int | None = None) -> tuple[Points, None]:
         grey = read_image(image) if isinstance(image, (str, os.PathLike)) else to_grey(image)
         points = detect_classical(grey, self.name)
-        return (points[points.score >= conf] if conf is not None else points), None
+        points = points[points.score >= conf] if conf is not None else points
+        cap = self.max_points if max_points is None else max_points
+        if cap is not None and len(points) > cap:
+            points = points[:cap]  # best first already
+            points.capped = True
+        return points, None
 
     def predict_batch_with_heatmap(self, images: Sequence[ImageLike], conf: float | None = None,
-                                   heatmaps: bool = True) -> list[tuple[Points, None]]:
+                                   heatmaps: bool = True, max_points: int | None = None) -> list[tuple[Points, None]]:
         """One image at a time: the classical filters have no batch form worth having."""
-        return [self.predict_with_heatmap(image, conf) for image in images]
+        return [self.predict_with_heatmap(image, conf, max_points) for image in images]
 
 
-def make_detector(weights: str | None, method: str | None, device: str = "auto",
-                  threads: int | None = None, tta: bool | None = None, snap: bool | None = None) -> Detector | ClassicalDetector:
+def make_detector(weights: str | None, method: str | None, device: str = "auto", threads: int | None = None,
+                  tta: bool | None = None, snap: bool | None = None,
+                  max_points: int | None = None) -> Detector | ClassicalDetector:
     """A checkpoint's (or an exported .onnx's) Detector, or a classical method by name.
 
-    `tta` switches the averaging over turned and mirrored views on or off and `snap` the move of
-    points onto their blobs' centroids; None keeps the checkpoint's own setting.
+    `tta` switches the averaging over turned and mirrored views on or off, `snap` the move of
+    points onto their blobs' centroids and `max_points` sets the cap of points per image; None
+    keeps the checkpoint's own setting (its cap is 100 unless trained otherwise).
     """
     if weights:
         detector = Detector.load(weights, device, threads)
-        for key, value in (("tta", tta), ("snap", snap)):
+        for key, value in (("tta", tta), ("snap", snap), ("top_k", max_points)):
             if value is not None:
                 detector.settings[key] = value
         return detector
     if method:
-        return ClassicalDetector(method)
+        return ClassicalDetector(method, max_points)
     raise InputError("give --weights CHECKPOINT or --method NAME")
+
+
+@dataclass
+class DetectionRun:
+    """What detect_folder did: frames and points, the frames whose points reached the cap, and
+    what the source had to say at the end (video frames that could not be decoded, a short video)."""
+
+    frames: int
+    points: int
+    capped: list[str]
+    notes: list[str]
 
 
 def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathLike, split: str | os.PathLike | None = None,
                   save_txt: str | os.PathLike | None = None, save_vis: str | os.PathLike | None = None,
                   conf: float | None = None, progress: bool = True, *, save_csv: str | os.PathLike | None = None,
                   save_json: str | os.PathLike | None = None, save_video: str | os.PathLike | None = None,
-                  batch: int | None = None, skipped: list[str] | None = None) -> tuple[int, int]:
-    """Run `detector` over any source (see pinpoint.sources.open_source); returns (frames, points).
+                  batch: int | None = None, skipped: list[str] | None = None,
+                  inputs: Sequence[str | os.PathLike] = ()) -> DetectionRun:
+    """Run `detector` over any source (see pinpoint.sources.open_source).
 
     Per frame: a label file in `save_txt` and a picture in `save_vis` named after the frame,
     and a frame of the annotated video `save_video`. At the end: every point as a row of the
     CSV `save_csv` (frame, name, x, y in pixels, score) and every frame in the JSON `save_json`.
+    Every output is checked before the first frame is read (check_outputs); `inputs` names other
+    files the run reads (the checkpoint), which no output may replace.
     With `skipped` a list, images that cannot be read are recorded there and left out instead of stopping the run.
     `batch`: frames per network call; None = 8 on a GPU, 1 on the CPU, where bigger batches measured
     slower here (PyTorch and onnxruntime alike: the working set of one frame already fills the caches).
@@ -87,9 +117,12 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
         device = getattr(detector, "device", None)
         batch = 8 if device is not None and device.type == "cuda" else 1
     frames = open_source(source, split, skipped)
+    check_outputs(frames, [source, split, *inputs], save_txt=save_txt, save_vis=save_vis, save_csv=save_csv,
+                  save_json=save_json, save_video=save_video)
     drawing = bool(save_vis or save_video)
-    rows: list[str] = []
+    rows: list[list] = []
     records: list[dict] = []
+    capped: list[str] = []
     count = total = 0
     with contextlib.ExitStack() as stack:
         video = stack.enter_context(_VideoSink(save_video, frames.fps)) if save_video else None
@@ -102,19 +135,54 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
                 if drawing:
                     _draw(frame, points, heatmap, save_vis, video)
                 if save_csv:
-                    rows.extend(f"{frame.index},{frame.name},{x:.4f},{y:.4f},{score:.6f}" for (x, y), score in zip(points.xy, points.score))
+                    rows.extend([frame.index, frame.name, f"{x:.4f}", f"{y:.4f}", f"{score:.6f}"]
+                                for (x, y), score in zip(points.xy, points.score))
                 if save_json:
                     records.append(_frame_record(frame, points))
+                if points.capped:
+                    capped.append(frame.name)
                 count += 1
                 total += len(points)
             bar.update(len(group))
     if save_csv:
-        write_text(save_csv, "frame,name,x,y,score\n" + "".join(row + "\n" for row in rows))
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")  # quotes names holding a comma, a quote or a line break
+        writer.writerow(["frame", "name", "x", "y", "score"])
+        writer.writerows(rows)
+        write_text(save_csv, table.getvalue())
     if save_json:
         document = {"source": str(source), "kind": frames.kind, "fps": frames.fps, "coordinates": "pixels, x = column, y = row",
                     "frames": records}
         write_text(save_json, json.dumps(document, indent=1) + "\n")
-    return count, total
+    return DetectionRun(count, total, capped, frames.notes)
+
+
+def check_outputs(frames: FrameSource, inputs: Sequence[str | os.PathLike | None], *,
+                  save_txt: str | os.PathLike | None = None, save_vis: str | os.PathLike | None = None,
+                  save_csv: str | os.PathLike | None = None, save_json: str | os.PathLike | None = None,
+                  save_video: str | os.PathLike | None = None) -> None:
+    """Every output of a detect run checked, and its folders made, before any frame is read.
+
+    Besides a file where a folder is needed and the reverse (files.prepare_output_*), two outputs
+    are refused for what they would replace: --save-vis in a folder the images are read from (its
+    pictures would take the images' names, or sit beside them as a second image of each name), and
+    --save-txt in the labels/ folder beside the images (the ground truth).
+    """
+    given = [path for path in inputs if path is not None]
+    for flag, path in (("--save-csv", save_csv), ("--save-json", save_json), ("--save-video", save_video)):
+        if path:
+            prepare_output_file(path, flag, given)
+    if isinstance(frames, ImageFiles):
+        image_folders = {path.parent for path in frames.paths}
+        label_folders = {folder.parent / "labels" for folder in image_folders if folder.name == "images"}
+        for flag, folder, protected, what in (("--save-vis", save_vis, image_folders, "the images"),
+                                              ("--save-txt", save_txt, label_folders, "the ground-truth labels")):
+            for taken in protected:
+                if folder and same_file(folder, taken):
+                    raise InputError(f"{folder}: {flag} would write over {what} read from there; choose another folder")
+    for flag, folder in (("--save-txt", save_txt), ("--save-vis", save_vis)):
+        if folder:
+            prepare_output_folder(folder, flag, given)
 
 
 def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:

@@ -9,6 +9,7 @@ from typing import Iterable
 from pinpoint.data.dataset import dataset_stems, load_sample
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
+from pinpoint.files import prepare_output_folder
 from pinpoint.metrics import Evaluator, Scores
 from pinpoint.points import Points
 from pinpoint.report import Report
@@ -19,22 +20,29 @@ RANKING_FLOOR = 0.01  # lowest peak score kept for AP and PR curves
 def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = None, *, pred_dir: str | None = None,
                      weights: str | None = None, method: str | None = None, conf: float | None = None,
                      distances: Iterable[float] = (3.0,), device: str = "auto", tta: bool | None = None,
-                     snap: bool | None = None, report: str | os.PathLike | None = None) -> dict[float, Scores]:
+                     snap: bool | None = None, report: str | os.PathLike | None = None, max_points: int | None = None,
+                     capped: list[str] | None = None) -> dict[float, Scores]:
     """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
 
     With `pred_dir`, predicted label files are read (scores in the 3rd column; `conf` cuts them);
     otherwise the checkpoint or classical method is run on each image. The headline numbers use
     the detector's own threshold (or `conf`); AP and the PR curve rank every peak down to
-    RANKING_FLOOR, so that they describe the model rather than one operating point.
+    RANKING_FLOOR, so that they describe the model rather than one operating point. Each image
+    gives at most `max_points` points (None: the checkpoint's cap); with `capped` a list, the
+    images whose points above the headline threshold reached that cap are appended to it, since
+    the points past it were never scored.
     With `report`, that folder gets the PR curves, a table per image and pictures of the mistakes
     at the first distance (report.py).
     """
+    data = Path(data)
     detector = None
     cut = conf
+    if report is not None:
+        prepare_output_folder(report, "--report", [data, data / "images", data / "labels", pred_dir])
     if pred_dir is None:
         from pinpoint.detect import make_detector
 
-        detector = make_detector(weights, method, device, tta=tta, snap=snap)
+        detector = make_detector(weights, method, device, tta=tta, snap=snap, max_points=max_points)
         cut = detector.threshold if conf is None else conf
     distances = tuple(distances)
     evaluator = Evaluator(thresholds=distances, score_threshold=cut)
@@ -49,6 +57,9 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
             pred = Points.from_labels(read_labels(path), size)
         else:
             pred = detector.predict(sample.image, min(cut, RANKING_FLOOR))
+            # the cap cut claims only if even the last point kept is above the headline threshold
+            if capped is not None and pred.capped and len(pred) and pred.score.min() >= cut:
+                capped.append(stem)
         matches = evaluator.add(pred, truth)
         if reporter is not None:
             reporter.add(stem, sample.image, evaluator.claims(pred), truth, matches[distances[0]])

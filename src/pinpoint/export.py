@@ -25,8 +25,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from pinpoint.checkpoints import REQUIRED_SETTINGS, check_inference_settings
 from pinpoint.errors import InputError
-from pinpoint.files import write_bytes
+from pinpoint.files import prepare_output_file, write_bytes
 from pinpoint.predict import Detector
 
 DEFAULT_OPSET = 17  # Resize, ReduceMax and every op the seed models use are stable at 17
@@ -54,8 +55,11 @@ def export_onnx(weights: str | os.PathLike, out: str | os.PathLike | None = None
         raise InputError(f"--opset {opset}: choose {OPSETS.start} to {OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     if weights.suffix.lower() == ".onnx":
         raise InputError(f"{weights}: already an ONNX model; export takes a PyTorch checkpoint (.pt)")
-    detector = Detector.load(weights, device="cpu")
     out = Path(out) if out else weights.with_suffix(".onnx")
+    if out.suffix.lower() != ".onnx":
+        raise InputError(f"{out}: --out is an ONNX file and takes the .onnx suffix")
+    prepare_output_file(out, "--out", [weights])
+    detector = Detector.load(weights, device="cpu")
     try:
         data = onnx_bytes(detector.model, detector.settings, detector.name, opset)
         error = check_onnx(data, detector.model) if check else 0.0
@@ -210,8 +214,9 @@ class OnnxBackend:
             settings = json.loads(raw) if raw else None
         except _LOAD_ERRORS as exc:
             raise InputError(f"{label}: not a loadable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from None
-        if not isinstance(settings, dict) or not {"output", "stride", "img_size", "threshold", "top_k"} <= settings.keys():
+        if not isinstance(settings, dict) or not set(REQUIRED_SETTINGS) <= settings.keys():
             raise InputError(f"{label}: an ONNX model without pinpoint settings; export it with `pinpoint export`")
+        check_inference_settings(settings, label)
         settings.setdefault("nms_kernel", 3)
         settings.setdefault("subpixel", True)
         self.model_name = str(settings.pop("model_name", "onnx"))

@@ -6,18 +6,35 @@ then replaces the target with one rename, which POSIX makes atomic. A crash or a
 disk never leaves a half-written file behind.
 
 Text files from users (labels, split files, lists of images, COCO JSON) are read by
-read_user_text, so a missing, unreadable or binary file is one line naming it.
+read_user_text, so a missing, unreadable, binary or endless file (a link to /dev/zero) is one
+line naming it.
+
+A run killed mid-write leaves its temporary file behind (`.NAME.<12 hex>.tmp.SUFFIX`). Listings
+of user folders skip them (is_temporary) and the folders pinpoint writes into are swept of the
+stale ones before a verb starts (prepare_output_folder, prepare_output_file), so they neither
+pile up nor block a later run. Output paths are checked there too, before any work: a regular
+file where a folder is needed, a folder where a file is, or an output that is one of the inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import stat
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from pinpoint.errors import InputError
+
+MAX_TEXT_BYTES = 256 * 1024 * 1024  # the largest text file read whole: a COCO file of millions of points fits
+# what atomic_path names its temporary files: .STEM.<12 hex digits>.tmp.SUFFIX
+TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]*)?$")
+# a temporary file untouched this long belongs to a run that was killed: a live writer (a checkpoint,
+# a video being encoded) touches its file every few seconds at most
+STALE_SECONDS = 3600.0
 
 
 @contextlib.contextmanager
@@ -52,20 +69,134 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def read_user_text(path: str | os.PathLike, kind: str) -> str:
+def read_user_text(path: str | os.PathLike, kind: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """The text of a file a user gave (UTF-8; a leading byte-order mark, as Windows editors write, dropped).
-    Any problem is an InputError naming the file and its `kind` ("split file", "label file", ...)."""
+    Any problem is an InputError naming the file and its `kind` ("split file", "label file", ...).
+
+    Only a regular file is read, and at most `max_bytes` of it: a link to /dev/zero or a FIFO
+    would otherwise grow memory without bound, or wait forever."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: {kind} not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+    raw = read_regular_file(path, kind, max_bytes)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: {kind} is not UTF-8 text") from None
+
+
+def read_regular_file(path: Path, kind: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; anything else is an InputError naming it."""
+    try:
+        mode = os.stat(path).st_mode  # before opening: opening a FIFO waits for a writer
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: cannot read {kind} (it is a folder)")
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{path}: cannot read {kind} (not a regular file: a device or a pipe)")
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {kind} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise InputError(f"{path}: cannot read {kind} (larger than {max_bytes:,} bytes)")
+    return raw
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """True for a file named like atomic_path's temporaries: never a user's file, never listed as one."""
+    return bool(TEMPORARY_NAME.match(Path(path).name))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Delete the temporary files a killed run left in `folder` (untouched for `older_than` seconds);
+    returns them. A live writer's temporary file is younger, and is left alone."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            if is_temporary(entry) and entry.is_file() and not entry.is_symlink() and now - entry.stat().st_mtime > older_than:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:
+            continue  # gone already, or not ours to delete
+    return removed
+
+
+def prepare_output_folder(folder: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Check and create a folder pinpoint is about to write into, before the work starts.
+
+    `what` names it in messages (the option: "--save-txt"). Refused: a path with a regular file at
+    it or above it, and a folder that is one of `inputs` (whose files the outputs would replace).
+    Stale temporary files of killed runs are removed from it.
+    """
+    folder = Path(folder)
+    _refuse_inputs(folder, what, inputs)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: {what} must be a folder, and a file of that name exists")
+    _make_folder(folder, what)
+    remove_stale_temporaries(folder)
+    return folder
+
+
+def prepare_output_file(path: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Check a file pinpoint is about to write, before the work starts: not a folder, not one of
+    `inputs`, with a folder above it that exists or can be made (made now). Stale temporary files
+    of killed runs are removed beside it."""
+    path = Path(path)
+    _refuse_inputs(path, what, inputs)
+    if path.is_dir():
+        raise InputError(f"{path}: {what} must be a file, and a folder of that name exists")
+    _make_folder(path.parent, what)
+    remove_stale_temporaries(path.parent)
+    return path
+
+
+def numbered_folder(base: str | os.PathLike) -> Path:
+    """The first of BASE, BASE2, BASE3, ... that is free (absent, or an empty folder), made now so
+    that two runs started together do not pick the same one."""
+    base = Path(base)
+    for number in range(1, 100_000):
+        folder = base if number == 1 else base.with_name(f"{base.name}{number}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            if folder.is_dir() and not any(folder.iterdir()):
+                return folder
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot create the run folder ({exc.strerror or exc})") from None
+    raise InputError(f"{base}: no free numbered folder left beside it")
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two paths lead to the same file or folder (links and case-insensitive names included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _refuse_inputs(path: Path, what: str, inputs: Iterable[str | os.PathLike]) -> None:
+    for given in inputs:
+        if given and same_file(path, given):
+            raise InputError(f"{path}: {what} would overwrite an input ({given}); choose another output path")
+
+
+def _make_folder(folder: Path, what: str) -> None:
+    for above in (folder, *folder.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise InputError(f"{above}: a file where {what} needs a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the folder for {what} ({exc.strerror or exc})") from None
 
 
 def _create_temporary(path: Path) -> Path:

@@ -22,6 +22,9 @@ class Points:
     xy: np.ndarray  # (N, 2) float64 pixels
     score: np.ndarray  # (N,) float64
     image_size: tuple[int, int]  # (H, W) of the original image
+    # True when the detector found more points above its threshold than its cap (max_points) and
+    # kept only the best: the image's list is then incomplete, which detect and eval report
+    capped: bool = False
 
     def __post_init__(self) -> None:
         self.xy = np.asarray(self.xy, dtype=np.float64).reshape(-1, 2)
@@ -35,7 +38,7 @@ class Points:
         return len(self.xy)
 
     def __getitem__(self, index) -> "Points":
-        return Points(self.xy[index], self.score[index], self.image_size)
+        return Points(self.xy[index], self.score[index], self.image_size, self.capped)
 
     @property
     def xy_norm(self) -> np.ndarray:

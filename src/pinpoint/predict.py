@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.codecs.heatmap import decode
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.data import transforms as T
@@ -117,8 +118,10 @@ class Detector:
         other work, 1 can be several times faster (a parallel op waits for its slowest thread).
         """
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"{path}: checkpoint not found")
+        if not path.is_file():
+            raise InputError(f"{path}: not a regular file (a folder, a device or a pipe), not a checkpoint")
         if threads:
             torch.set_num_threads(threads)
         if path.suffix.lower() == ".onnx":
@@ -126,14 +129,17 @@ class Detector:
 
             backend = OnnxBackend(path, threads=threads, device=device)
             return cls(None, backend.settings, "cpu", name=backend.model_name, backend=backend)
+        ckpt = load_checkpoint(path)
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
             model = create_model(ckpt["model_name"], **ckpt["model_args"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: its model arguments {ckpt['model_args']} are not ones this version of pinpoint's "
+                             f"{ckpt['model_name']} takes ({_first_line(exc)})") from None
+        try:
             model.load_state_dict(ckpt["model"])
-            settings = ckpt["inference"]
-        except (KeyError, TypeError, RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise InputError(f"{path}: not a pinpoint checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-        return cls(model, settings, resolve_device(device), name=ckpt["model_name"])
+        except RuntimeError as exc:
+            raise InputError(f"{path}: its weights do not fit the {ckpt['model_name']} network ({_first_line(exc)})") from None
+        return cls(model, ckpt["inference"], resolve_device(device), name=ckpt["model_name"])
 
     @property
     def threshold(self) -> float:
@@ -169,20 +175,29 @@ class Detector:
             total = total + (torch.flip(heatmap, dims=(3,)) if mirrored else heatmap)
         return total / len(views)
 
-    def predict(self, image: ImageLike, conf: float | None = None) -> Points:
-        """Points in `image` (a path, or an array: grey, BGR or BGRA, 8/16-bit or float in [0, 1])."""
-        return self.predict_with_heatmap(image, conf)[0]
+    @property
+    def max_points(self) -> int:
+        """The cap of points per image (the checkpoint's `top_k`, 100 unless trained otherwise): past it
+        only the best are kept, and the result says so (Points.capped)."""
+        return int(self.settings["top_k"])
 
-    def predict_with_heatmap(self, image: ImageLike, conf: float | None = None) -> tuple[Points, np.ndarray | None]:
+    def predict(self, image: ImageLike, conf: float | None = None, max_points: int | None = None) -> Points:
+        """Points in `image` (a path, or an array: grey, BGR or BGRA, 8/16-bit or float in [0, 1]).
+        `conf` and `max_points` replace the checkpoint's threshold and cap for this call."""
+        return self.predict_with_heatmap(image, conf, max_points)[0]
+
+    def predict_with_heatmap(self, image: ImageLike, conf: float | None = None,
+                             max_points: int | None = None) -> tuple[Points, np.ndarray | None]:
         """Points plus the heatmap resampled to the original image (None for the regression model)."""
-        return self.predict_batch_with_heatmap([image], conf)[0]
+        return self.predict_batch_with_heatmap([image], conf, max_points=max_points)[0]
 
-    def predict_batch(self, images: Sequence[ImageLike], conf: float | None = None) -> list[Points]:
+    def predict_batch(self, images: Sequence[ImageLike], conf: float | None = None,
+                      max_points: int | None = None) -> list[Points]:
         """Points in each of `images`, with one network call per image size (frames of a stream share one)."""
-        return [points for points, _ in self.predict_batch_with_heatmap(images, conf, heatmaps=False)]
+        return [points for points, _ in self.predict_batch_with_heatmap(images, conf, heatmaps=False, max_points=max_points)]
 
     def predict_batch_with_heatmap(self, images: Sequence[ImageLike], conf: float | None = None,
-                                   heatmaps: bool = True) -> list[tuple[Points, np.ndarray | None]]:
+                                   heatmaps: bool = True, max_points: int | None = None) -> list[tuple[Points, np.ndarray | None]]:
         """(points, heatmap in the image's frame or None) per image; `heatmaps=False` skips resampling them.
 
         Images are grouped by size; each group is standardised per image, stacked, run through
@@ -196,13 +211,14 @@ class Detector:
         results: list[tuple[Points, np.ndarray | None]] = [None] * len(greys)  # type: ignore[list-item]
         for shape, members in groups.items():
             batch = np.stack([self.prepare(greys[i]) for i in members])[:, None]
-            decoded = self.decode_output(self.run(batch), shape, threshold, heatmaps, [greys[i] for i in members])
+            decoded = self.decode_output(self.run(batch), shape, threshold, heatmaps, [greys[i] for i in members], max_points)
             for i, result in zip(members, decoded):
                 results[i] = result
         return results
 
     def decode_output(self, out: torch.Tensor, image_size: tuple[int, int], threshold: float, heatmaps: bool,
-                      greys: Sequence[np.ndarray] | None = None) -> list[tuple[Points, np.ndarray | None]]:
+                      greys: Sequence[np.ndarray] | None = None,
+                      max_points: int | None = None) -> list[tuple[Points, np.ndarray | None]]:
         """Network output for a batch of images of `image_size` -> points in the original pixels.
 
         With the `snap` setting and the images (`greys`, in any affine intensity scale), each point
@@ -216,10 +232,11 @@ class Detector:
             xy = np.clip(T.map_resize(xy, frame, (height, width)), 0, [width - 1, height - 1])
             return [(Points(point, [1.0], (height, width)), None) for point in xy]
         heatmap = out if size else out[:, :, :height, :width]
-        decoded = decode(heatmap, self.settings["top_k"], threshold, self.settings["nms_kernel"], self.settings["subpixel"])
+        cap = self.max_points if max_points is None else max_points
+        decoded = decode(heatmap, cap, threshold, self.settings["nms_kernel"], self.settings["subpixel"])
         maps = heatmap[:, 0].detach().cpu().numpy() if heatmaps else None
         results = []
-        for b, (xy, scores) in enumerate(decoded):
+        for b, (xy, scores, capped) in enumerate(decoded):
             hmap = None
             if size:
                 xy = T.map_resize(xy, (size, size), (height, width))
@@ -230,8 +247,13 @@ class Detector:
             xy = np.clip(xy, 0, [width - 1, height - 1]) if len(xy) else xy
             if self.settings.get("snap") and greys is not None:
                 xy, scores = snap_and_merge(greys[b], xy, scores, self.settings["nms_kernel"] // 2)
-            results.append((Points(xy, scores, (height, width)), hmap))
+            results.append((Points(xy, scores, (height, width), capped), hmap))
         return results
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> Detector:

@@ -20,8 +20,8 @@ from typing import Iterable, Iterator, TypeVar
 import cv2
 import numpy as np
 
-from pinpoint.data.dataset import read_split
-from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image, to_grey
+from pinpoint.data.dataset import split_images
+from pinpoint.data.images import IMAGE_SUFFIXES, list_images, read_image, to_grey
 from pinpoint.errors import InputError
 from pinpoint.files import read_user_text
 
@@ -29,6 +29,10 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
 LIST_SUFFIXES = (".txt",)
 GLOB_CHARACTERS = "*?["
 DEFAULT_FPS = 25.0  # frame rate given to an annotated video made from still images
+MAX_BAD_RUN = 25  # undecodable video frames in a row taken for damage; one more is the end of the stream
+# FFmpeg (inside OpenCV) prints its own complaints about damaged files ("moov atom not found"); pinpoint
+# says what went wrong in its own words, so FFmpeg is asked to be quiet (-8: AV_LOG_QUIET).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 T = TypeVar("T")
 
@@ -44,12 +48,19 @@ class Frame:
 
 
 class FrameSource:
-    """A finite sequence of frames; `total` is their number when known in advance (None otherwise)."""
+    """A finite sequence of frames; `total` is their number when known in advance (None otherwise).
+
+    `notes` collects what a reader wants said once the frames are read without stopping the run:
+    frames of a video that could not be decoded, a video shorter than its header says.
+    """
 
     kind: str = "source"
     label: str = ""
     total: int | None = None
     fps: float = DEFAULT_FPS
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
@@ -63,6 +74,7 @@ class ImageFiles(FrameSource):
     """Image files read one by one, named by their stems."""
 
     def __init__(self, paths: list[Path], kind: str, label: str):
+        super().__init__()
         self.paths = paths
         self.kind = kind
         self.label = label
@@ -81,11 +93,18 @@ class ImageFiles(FrameSource):
 
 
 class VideoFile(FrameSource):
-    """Frames of a video decoded with OpenCV, named VIDEO_000000, VIDEO_000001, ..."""
+    """Frames of a video decoded with OpenCV, named VIDEO_000000, VIDEO_000001, ...
+
+    A frame the decoder cannot read is left out and the frames after it are read on: the
+    decoder picks up again at the next key frame. Frames keep their index in the video, so a
+    frame's name and number still match its per-frame labels. At the end, `notes` says which
+    frames were left out, and how many were read if that is fewer than the header announces.
+    """
 
     kind = "video"
 
     def __init__(self, path: Path):
+        super().__init__()
         self.path = path
         self.label = str(path)
         capture = self._open()
@@ -102,26 +121,41 @@ class VideoFile(FrameSource):
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
             capture.release()
-            raise InputError(f"{self.path}: cannot open video (unsupported container or codec for this OpenCV build)")
+            raise InputError(f"{self.path}: cannot open video (damaged, truncated, or a container or codec this OpenCV build lacks)")
         return capture
 
     def frames(self, skipped: list[str] | None = None) -> Iterator[Frame]:
-        # A frame that fails to decode ends the stream (OpenCV cannot tell it from the end), so nothing is skipped here.
+        # OpenCV answers "no frame" alike for a damaged frame and for the end of the stream. Within the
+        # header's frame count a failure is taken for a damaged frame, up to MAX_BAD_RUN in a row.
         capture = self._open()
+        index = read = failed_in_a_row = 0
+        bad: list[int] = []
         try:
-            index = 0
             while True:
                 ok, picture = capture.read()
-                if not ok:
+                if ok:
+                    yield Frame(index, f"{self.path.stem}_{index:06d}", to_grey(picture, f"{self.path}:frame {index}"), str(self.path))
+                    read += 1
+                    failed_in_a_row = 0
+                elif self.total is not None and index < self.total and failed_in_a_row < MAX_BAD_RUN:
+                    bad.append(index)
+                    failed_in_a_row += 1
+                else:
                     break
-                yield Frame(index, f"{self.path.stem}_{index:06d}", to_grey(picture, f"{self.path}:frame {index}"), str(self.path))
                 index += 1
         except cv2.error as exc:
             raise InputError(f"{self.path}: cannot decode frame {index} ({_first_line(exc)})") from None
         finally:
             capture.release()
-        if index == 0:
+        if read == 0:
             raise InputError(f"{self.path}: no frame could be decoded (empty video, or a codec this OpenCV build lacks)")
+        bad = bad[:len(bad) - failed_in_a_row]  # failures up to the end are the end of the stream, not damaged frames
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+            self.notes.append(f"{self.path}: {len(bad)} frame(s) could not be decoded and were left out (frame {shown})")
+        if self.total is not None and read + len(bad) < self.total:
+            self.notes.append(f"{self.path}: read {read} of the {self.total} frames its header announces; "
+                              f"the video ends after frame {index - failed_in_a_row - 1} (truncated?)")
 
 
 def open_source(source: str | os.PathLike, split: str | os.PathLike | None = None,
@@ -166,15 +200,7 @@ def image_paths_in_folder(folder: Path, split: str | os.PathLike | None = None,
     """Images of a folder, or of DIR/images/ for a dataset folder; only the stems of `split` when given."""
     images = folder / "images" if (folder / "images").is_dir() else folder
     if split is not None:
-        paths = []
-        for stem in read_split(split):
-            try:
-                paths.append(find_image(images, stem))
-            except InputError as exc:
-                if skipped is None:
-                    raise
-                skipped.append(str(exc))
-        return paths
+        return split_images(images, split, skipped)
     paths = list_images(images)
     if not paths:
         raise InputError(f"{images}: no images found")

@@ -38,11 +38,12 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from pinpoint import distributed
+from pinpoint.checkpoints import load_checkpoint, save_checkpoint
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path, write_text
+from pinpoint.files import numbered_folder, prepare_output_folder, remove_stale_temporaries, write_text
 from pinpoint.losses import distillation_terms, heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
@@ -56,9 +57,16 @@ def train(cfg: TrainConfig, state: dict[str, Any] | None = None) -> Path:
     Under torchrun, every process calls this with the same `cfg`. `state` is a last.pt checkpoint
     to continue from (see resume()).
     """
+    cfg.check()
     cluster = distributed.start(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
+        # rank 0 alone looks at the run folder: a slower rank could otherwise see the files rank 0 has begun to write
+        decision = run_folder(cfg, resuming=state is not None) if cluster.is_main else None
+        out, problem = distributed.gather_objects(decision)[0]
+        if problem:
+            raise InputError(problem)
+        cfg.out = out
         return _train(cfg, cluster, state)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
@@ -222,29 +230,46 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     return out
 
 
+RUN_FILES = ("best.pt", "last.pt", "log.csv", "loss.png", "config.json", "skipped.txt")  # what a run folder holds
+DEFAULT_RUNS = Path("runs") / "train"  # cfg.out "" means the first free one of runs/train, runs/train2, ...
+
+
+def run_folder(cfg: TrainConfig, resuming: bool) -> tuple[str, str | None]:
+    """(the run folder to write, or an error saying why not), decided before any work.
+
+    An --out that already holds a run is refused, so that best.pt and last.pt are never replaced
+    without a word: go on with it (--resume), replace it (--overwrite, which first removes the
+    old run's files) or choose another folder. Without --out, the first free folder of
+    runs/train, runs/train2, ... is taken, as other training tools do.
+    """
+    if resuming:
+        remove_stale_temporaries(cfg.out)  # what the killed run was writing when it stopped
+        return cfg.out, None
+    if not cfg.out:
+        return str(numbered_folder(DEFAULT_RUNS)), None
+    out = Path(cfg.out)
+    try:
+        prepare_output_folder(out, "--out", [cfg.data, cfg.init, cfg.teacher, cfg.split, cfg.val_split])
+    except InputError as exc:
+        return cfg.out, str(exc)
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not cfg.overwrite:
+        return cfg.out, (f"{out}: holds a run already ({', '.join(held)}); continue it with --resume {out}, "
+                         f"replace it with --overwrite, or choose another --out")
+    for name in held:
+        (out / name).unlink()
+    return cfg.out, None
+
+
 def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
-    """Settings that would fail only later, deep inside an epoch or its validation, refused up front."""
-    if cfg.keep not in ("last", "best"):
-        raise InputError(f"--keep {cfg.keep}: choose last (the final epoch's weights) or best (the best validation F1)")
-    if cfg.nms_kernel < 1 or cfg.nms_kernel % 2 == 0:
-        raise InputError(f"--nms-kernel {cfg.nms_kernel}: the peak window must be odd and positive (3, 5, 7, ...)")
-    if not 0 <= cfg.ema < 1:
-        raise InputError(f"--ema {cfg.ema}: the decay of the weight average must be in [0, 1); 0 turns it off")
-    if cfg.scale_jitter < 0:
-        raise InputError(f"--scale-jitter {cfg.scale_jitter}: must be 0 (off) or positive")
-    if cfg.threshold_images not in ("all", "val"):
-        raise InputError(f"--threshold-images {cfg.threshold_images}: choose all (training and validation images) or val")
-    if not 0 <= cfg.threshold_smoothing < 0.5:
-        raise InputError(f"--threshold-smoothing {cfg.threshold_smoothing}: the score window's half-width must be in [0, 0.5)")
-    if not 0 <= cfg.dim <= 1:
-        raise InputError(f"--dim {cfg.dim}: must be between 0 (off) and 1 (a target may fade out entirely)")
-    if cfg.paste < 0 or (cfg.paste and cfg.img_size):
-        raise InputError(f"--paste {cfg.paste}: must be 0 (off) or positive, and works on crops (--img-size 0)")
-    if cfg.blob_sigma < 0:
-        raise InputError(f"--blob-sigma {cfg.blob_sigma}: must be 0 (off) or positive")
-    if cfg.teacher and (model.output != "heatmap" or cfg.img_size or cfg.paste or cfg.teacher_weight < 0):
+    """Settings that would fail only later, deep inside an epoch or its validation, refused up front.
+    Each setting's own limits are TrainConfig.check's (config.RULES); these are the ones that
+    depend on another setting or on the model."""
+    if cfg.paste and cfg.img_size:
+        raise InputError(f"--paste {cfg.paste}: works on crops (--img-size 0)")
+    if cfg.teacher and (model.output != "heatmap" or cfg.img_size or cfg.paste):
         raise InputError(f"--teacher {cfg.teacher}: distillation needs a heatmap model on crops (--img-size 0), "
-                         f"without --paste, and a teacher weight >= 0")
+                         f"without --paste")
     if not cfg.img_size and cfg.crop_size % model.stride:
         raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
 
@@ -460,7 +485,7 @@ def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device
         except ValueError:  # no targets or no points: the checkpoint keeps what it has
             pass
     if chosen:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(path)
         ckpt["inference"].update(chosen)
         save_checkpoint(ckpt, path)
     return chosen
@@ -535,24 +560,16 @@ def set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
-def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
-    """Written to a temporary file, fsynced and renamed: a crash leaves the previous checkpoint whole."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-
-
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A last.pt to resume from; anything else is an InputError naming it."""
     if not path.is_file():
         raise InputError(f"{path}: no checkpoint to resume from (expected RUN_DIR/last.pt)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch.load raises many kinds on a damaged file
-        raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__})") from None
-    missing = [k for k in ("model", "config", "optimizer", "scheduler", "scaler", "step", "processes", "history")
-               if not isinstance(state, dict) or k not in state]
+    state = load_checkpoint(path)
+    missing = [k for k in ("config", "optimizer", "scheduler", "scaler", "step", "processes", "history") if k not in state]
     if missing:
         raise InputError(f"{path}: not a resumable checkpoint (no {', '.join(missing)}); resume from a run's last.pt")
+    if not isinstance(state["config"], dict):
+        raise InputError(f"{path}: not a resumable checkpoint (its config is not a dict)")
     return state
 
 

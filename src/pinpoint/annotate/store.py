@@ -26,6 +26,7 @@ import numpy as np
 from pinpoint.data.images import list_images, read_image
 from pinpoint.data.labels import read_labels, write_labels
 from pinpoint.errors import InputError
+from pinpoint.files import remove_stale_temporaries
 from pinpoint.metrics import match_points
 from pinpoint.points import Points
 
@@ -71,6 +72,7 @@ class AnnotationStore:
         for folder in (self.images_dir, self.labels_dir):
             if _present(folder) and not self._inside(folder):
                 raise InputError(f"{folder}: points outside {self.root}; the annotation tool only works inside the dataset folder")
+        remove_stale_temporaries(self.labels_dir)  # label files half-written by a server that was killed
         self.predictor = predictor
         self.match_px = match_px
         self._lock = threading.Lock()
@@ -83,9 +85,19 @@ class AnnotationStore:
     # ----- names and paths -------------------------------------------------------------
 
     def scan(self) -> list[str]:
-        """Re-read the images folder (images may be added while the tool runs); returns the names."""
+        """Re-read the images folder (images may be added while the tool runs); returns the names.
+
+        Two images sharing a stem (a.png and a.jpg) would share one label file: at start that is
+        the tool's one-line error, while it runs a 409 naming them (and the list is left as it was).
+        """
+        try:
+            listed = list_images(self.images_dir)
+        except InputError as exc:
+            if not hasattr(self, "_images") or not self._images:
+                raise
+            raise RequestError(409, str(exc)) from None
         found: dict[str, Path] = {}
-        for path in sorted(list_images(self.images_dir), key=natural_key):
+        for path in sorted(listed, key=natural_key):
             # A symbolic link out of the dataset is skipped, never served.
             if path.stem not in found and self._inside(path):
                 found[path.stem] = path
@@ -154,7 +166,7 @@ class AnnotationStore:
         if not path.exists():
             return LabelState(None, size)
         try:
-            labels = read_labels(path)
+            labels = read_labels(path, truth=True)
         except InputError as exc:
             raise RequestError(422, str(exc)) from None
         height, width = size
@@ -181,7 +193,7 @@ class AnnotationStore:
         if not path.exists():
             return {"name": name, "status": "unlabelled", "count": None}
         try:
-            count = len(read_labels(path))
+            count = len(read_labels(path, truth=True))
         except InputError as exc:
             return {"name": name, "status": "invalid", "count": None, "error": str(exc)}
         return {"name": name, "status": "labelled", "count": count}

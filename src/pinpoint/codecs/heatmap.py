@@ -4,9 +4,12 @@ encode: a gaussian of width `sigma` at each point's exact fractional position, o
 gaussians merged by maximum (CenterNet), so every target peaks at 1.0 however close its neighbour.
 decode: a 3x3 max-pool keeps local maxima (NMS), top-k and a score threshold keep the
 confident ones, and an optional sub-pixel step (refine.py) moves each peak off the pixel grid.
+Each image's result says whether the top-k cap cut peaks that passed the threshold.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -80,10 +83,23 @@ def local_maxima(heatmap: torch.Tensor, kernel: int = 3) -> torch.Tensor:
     return peak
 
 
+class Peaks(NamedTuple):
+    """One image's decoded points: xy (N, 2) pixels, scores (N,), and whether more peaks passed the
+    threshold than the top_k kept (so the caller can say that the cap, not the threshold, cut them)."""
+
+    xy: np.ndarray
+    scores: np.ndarray
+    capped: bool
+
+
 def decode(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1, nms_kernel: int = 3,
-           subpixel: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Turn a batch of heatmaps (B, 1, H, W) into per-image (xy (N, 2) pixels, scores (N,)) in the heatmap's frame."""
-    xy, scores, keep = find_peaks(heatmap, top_k, threshold, nms_kernel)
+           subpixel: bool = True) -> list[Peaks]:
+    """Turn a batch of heatmaps (B, 1, H, W) into per-image Peaks (pixels of the heatmap's frame),
+    at most `top_k` per image, best first."""
+    # one peak more than kept: its presence is what says an image reached the cap
+    xy, scores, keep = find_peaks(heatmap, top_k + 1, threshold, nms_kernel)
+    capped = keep.sum(dim=1).cpu().numpy() > top_k
+    xy, scores, keep = xy[:, :top_k], scores[:, :top_k], keep[:, :top_k]
     # numpy has no bfloat16: every tensor is widened before it leaves torch.
     maps = heatmap[:, 0].detach().cpu().to(torch.promote_types(heatmap.dtype, torch.float32)).numpy()
     xy, scores, keep = xy.cpu().double().numpy(), scores.detach().cpu().double().numpy(), keep.cpu().numpy()
@@ -96,4 +112,4 @@ def decode(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1, nms_
     if subpixel and len(points):
         points = refine_peaks_batch(maps, image_index, points)
     cuts = np.cumsum(keep.sum(axis=1))[:-1]
-    return list(zip(np.split(points, cuts), np.split(point_scores, cuts)))
+    return [Peaks(p, s, bool(c)) for p, s, c in zip(np.split(points, cuts), np.split(point_scores, cuts), capped)]

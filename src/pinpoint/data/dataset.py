@@ -46,11 +46,38 @@ class Sample:
 
 def read_split(path: str | os.PathLike) -> list[str]:
     """Stems listed in a split file, one per line; CRLF, blank lines and file suffixes tolerated."""
-    names = [line.strip() for line in read_user_text(path, "split file").splitlines() if line.strip()]
-    stems = [Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES + (".txt",) else name for name in names]
-    if not stems:
+    return [stem for _, stem in split_entries(path)]
+
+
+def split_entries(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """(line number, stem) of each image a split file lists. A stem listed twice is refused with
+    both lines: counted twice, its image would weigh double in training and in the scores."""
+    first_line: dict[str, int] = {}
+    entries = []
+    for number, line in enumerate(read_user_text(path, "split file").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES + (".txt",) else name
+        if stem in first_line:
+            raise InputError(f"{path}:{number}: {stem} is listed again (first on line {first_line[stem]})")
+        first_line[stem] = number
+        entries.append((number, stem))
+    if not entries:
         raise InputError(f"{path}: split file lists no image")
-    return stems
+    return entries
+
+
+def split_images(images: Path, split: str | os.PathLike, skipped: list[str] | None = None) -> list[Path]:
+    """The image of each stem a split file lists, found now, so that a stem without an image fails
+    before any work, named by the split file and line. With `skipped` a list it is recorded there."""
+    paths = []
+    for number, stem in split_entries(split):
+        try:
+            paths.append(find_image(images, stem))
+        except InputError as exc:
+            _report([f"{split}:{number}: {exc}"], skipped)
+    return paths
 
 
 def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None = None,
@@ -64,16 +91,20 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
     data_dir = Path(data_dir)
     if not (data_dir / "images").is_dir():
         raise InputError(f"{data_dir}: no images/ folder (expected DIR/images and DIR/labels)")
-    if split is not None:
-        return read_split(split)
     images = data_dir / "images"
+    if split is not None:
+        stems = [path.stem for path in split_images(images, split, skipped)]
+        if not stems:
+            raise InputError(f"{split}: no image of this split was found in {images}")
+        return stems
     stems = [p.stem for p in list_images(images)]
-    not_files = [p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file()]
+    not_files = [p for p in sorted(images.iterdir())
+                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_file()]
     problems = [f"{p}: not a readable file (a folder or a broken link named like an image)" for p in not_files]
     if (data_dir / "labels").is_dir():
         known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
-                     for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known]
+                     for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known and not p.name.startswith(".")]
     _report(problems, skipped)
     if not stems:
         raise InputError(f"{images}: no images found")
@@ -85,7 +116,7 @@ def load_sample(data_dir: str | os.PathLike, stem: str) -> Sample:
     data_dir = Path(data_dir)
     path = find_image(data_dir / "images", stem)
     image = read_image(path)
-    labels = read_labels(data_dir / "labels" / f"{stem}.txt")
+    labels = read_labels(data_dir / "labels" / f"{stem}.txt", truth=True)
     height, width = image.shape
     return Sample(stem, image, labels.xy * np.array([width, height], dtype=np.float64), path)
 

@@ -4,13 +4,15 @@ A label file holds the number of targets N on line 1, then N lines `x y` with x 
 and y = row / H (pixel-index convention: the centre of pixel (row i, column j) is (x=j, y=i)).
 Predictions add a third column, the score. `0` alone is a valid file: an image with no target.
 Windows line endings, a UTF-8 byte-order mark and trailing blank lines are accepted; anything
-else that is off raises InputError naming the file and the line.
+else that is off (a blank line inside, a decimal comma, a score column in ground truth) raises
+InputError naming the file and the line.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from pinpoint.errors import InputError
 from pinpoint.files import read_user_text, write_text
 
+MAX_LABEL_BYTES = 16 * 1024 * 1024  # about half a million points: far more than any image holds
 
 @dataclass(frozen=True)
 class Labels:
@@ -30,13 +33,20 @@ class Labels:
         return len(self.xy)
 
 
-def parse_labels(text: str, source: str = "<labels>") -> Labels:
-    """Parse the text of a label file; `source` names it in error messages."""
+def parse_labels(text: str, source: str = "<labels>", truth: bool = False) -> Labels:
+    """Parse the text of a label file; `source` names it in error messages.
+
+    With `truth` (ground truth: what training and scoring learn from) a point line is exactly
+    `x y`: a score column means a prediction file was put where labels belong.
+    """
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
         raise InputError(f"{source}: empty label file (expected a target count on line 1)")
+    for index, line in enumerate(lines):
+        if not line.strip():  # inside the file, not trailing: blamed on its own line, not on the count
+            raise InputError(f"{source}:{index + 1}: blank line (the count is on line 1, then one point per line, none blank)")
     first = lines[0].strip()
     try:
         count = int(first)
@@ -53,10 +63,11 @@ def parse_labels(text: str, source: str = "<labels>") -> Labels:
     columns = None
     for index, line in enumerate(body):
         lineno = index + 2
-        fields = line.replace(",", " ").split()
+        fields = _fields(line, f"{source}:{lineno}")
+        if truth and len(fields) == 3:
+            raise InputError(f"{source}:{lineno}: ground truth takes 'x y', got a third column (a score: is this a prediction file?)")
         if len(fields) not in (2, 3):
-            what = "an empty line" if not fields else f"{len(fields)} values"
-            raise InputError(f"{source}:{lineno}: expected 'x y' or 'x y score', got {what}")
+            raise InputError(f"{source}:{lineno}: expected {'x y' if truth else 'x y or x y score'}, got {len(fields)} values")
         if columns is None:
             columns = len(fields)
         elif len(fields) != columns:
@@ -79,9 +90,27 @@ def parse_labels(text: str, source: str = "<labels>") -> Labels:
     return Labels(xy, scores if columns == 3 else None)
 
 
-def read_labels(path: str | os.PathLike) -> Labels:
-    """Read one label file; every problem is an InputError naming the file."""
-    return parse_labels(read_user_text(path, "label file"), str(path))
+def _fields(line: str, where: str) -> list[str]:
+    """The values of a point line, separated by spaces, tabs or commas.
+
+    A comma between two digits in a line that also has spaces is a decimal comma ("0,1 0" from a
+    spreadsheet in a European locale): read as a separator it would give x = 0, y = 1, score = 0,
+    a silent wrong answer, so it is refused.
+    """
+    words = line.split()
+    if len(words) > 1:
+        for word in words:
+            if _DECIMAL_COMMA.search(word):
+                raise InputError(f"{where}: {word!r} looks like a decimal comma; write decimals with a point (0.5)")
+    return line.replace(",", " ").split()
+
+
+_DECIMAL_COMMA = re.compile(r"\d,\d")
+
+
+def read_labels(path: str | os.PathLike, truth: bool = False) -> Labels:
+    """Read one label file; every problem is an InputError naming the file. `truth`: see parse_labels."""
+    return parse_labels(read_user_text(path, "label file", MAX_LABEL_BYTES), str(path), truth)
 
 
 def format_labels(xy: np.ndarray, scores: np.ndarray | None = None) -> str:
