@@ -370,7 +370,8 @@ def main() -> int:
             if teacher and not (teacher / "best.pt").is_file():
                 print(f"{name}: run the teacher row {recipe['teacher']} first", file=sys.stderr)
                 return 2
-            cfg = TrainConfig(data=str(data), split=str(train_split), out=str(run), progress=False,
+            # a row run again replaces its own run folder (--reuse keeps it instead)
+            cfg = TrainConfig(data=str(data), split=str(train_split), out=str(run), progress=False, overwrite=True,
                               teacher=str(teacher / "best.pt") if teacher else "", **recipe["train"])
             if not (args.reuse and (run / "best.pt").is_file()):
                 started = time.time()
@@ -442,7 +443,7 @@ def pretrain_on_synthetic(out: Path, n: int, epochs: int, data_seed: int, seed: 
     frames = synthesize(out.parent / f"{out.name}-synthetic", n, seed=data_seed, splits=(0.9, 0.1, 0.0))
     return train(TrainConfig(data=str(frames), split=str(frames / "splits" / "train.txt"),
                              val_split=str(frames / "splits" / "val.txt"), epochs=epochs, seed=seed,
-                             out=str(out), progress=False))
+                             out=str(out), progress=False, overwrite=True))
 
 
 def refit_config(cfg: TrainConfig, out: Path) -> TrainConfig:

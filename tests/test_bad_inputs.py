@@ -1,10 +1,19 @@
-"""A corpus of broken files: each is a one-line error naming it, and --skip-bad goes on and lists them."""
+"""The bad-input suite: broken files, hostile checkpoints, outputs over inputs, silent wrong answers.
+
+Each is a one-line error naming the file (and line) or the right result; --skip-bad goes on and lists
+broken files. The corpus is the table of docs/bad-inputs.md (test_the_docs_table_is_the_corpus).
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -12,12 +21,18 @@ from typing import Callable
 import cv2
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pinpoint
+from conftest import random_checkpoint
+from pinpoint.checkpoints import load_checkpoint
 from pinpoint.cli import main
-from pinpoint.data.labels import Labels, format_labels, parse_labels
+from pinpoint.data.images import image_size, read_image
+from pinpoint.data.labels import Labels, format_labels, parse_labels, read_labels
 from pinpoint.errors import InputError
+from pinpoint.files import atomic_path, is_temporary, numbered_folder
 
 
 def png_bytes(size: int = 32, seed: int = 0) -> bytes:
@@ -242,3 +257,562 @@ def test_label_parser_returns_labels_or_a_one_line_error_naming_the_source(text:
 def test_unmutated_files_parse_back(points) -> None:
     xy = np.array(points, dtype=np.float64).reshape(-1, 2)
     np.testing.assert_allclose(parse_labels(format_labels(xy), SOURCE).xy, xy, atol=5e-7)
+
+
+# =====================================================================================================
+# The corpus of hostile and unusual inputs (issue 24). Every test below is one row of the table in
+# docs/bad-inputs.md, registered by @row: what a user gave, and what pinpoint does with it.
+# test_the_docs_table_is_the_corpus keeps the two the same.
+
+ROWS: list[tuple[str, str]] = [
+    ("A broken image or label file in train, eval or detect: zero bytes, truncated, text named .png, a 40000 x 40000 "
+     "header, unreadable, a folder named like an image, NaN or out-of-range coordinates, a wrong count, a label "
+     "without its image, an image without its label",
+     "One line naming the file (and line). With --skip-bad the file is left out, and every one is listed at the end "
+     "(train: also RUN/skipped.txt)"),
+    ("A label file mutated at random (hypothesis: dropped, doubled, cut or blank lines, stray tokens, wrong counts, "
+     "CRLF, byte-order marks)", "Either the labels it holds or one line naming the file (and line)"),
+]
+
+
+def row(given: str, outcome: str) -> Callable:
+    """Register a test as one row of the docs' table of bad inputs."""
+    def register(test: Callable) -> Callable:
+        ROWS.append((given, outcome))
+        return test
+    return register
+
+
+def run(capsys, *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def refused(capsys, *args: object, naming: tuple[object, ...] = ()) -> str:
+    """Run a command that must stop with exit status 2 and one line `pinpoint: error: ...` holding each of `naming`."""
+    code, out, err = run(capsys, *args)
+    assert code == 2, (out, err)
+    assert err.startswith("pinpoint: error: ") and err.count("\n") == 1, err
+    for needle in naming:
+        assert str(needle) in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return random_checkpoint(tmp_path_factory.mktemp("weights") / "best.pt")
+
+
+def train_args(data: Path, out: Path, *more: object) -> list[object]:
+    return ["train", "--data", data, "--model", "heatmap", "--epochs", 1, "--batch", 2, "--crop-size", 32,
+            "--device", "cpu", "--no-progress", "--out", out, *more]
+
+
+# --- 1. a checkpoint must not run code ---------------------------------------------------------------
+
+
+class Payload:
+    """Pickles as a call to exec that leaves a marker file: what a hostile .pt file does."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def hostile_copy(weights: Path, path: Path, marker: Path, **extra: object) -> Path:
+    """A real checkpoint with a payload riding along, saved the way torch.save pickles anything."""
+    torch.save({**load_checkpoint(weights), **extra, "note": Payload(marker)}, path)
+    return path
+
+
+def test_the_hostile_checkpoint_would_run_under_plain_pickle(weights: Path, tmp_path: Path) -> None:
+    # the refusals below are of a live payload: loaded the old way, it runs
+    marker = tmp_path / "ran"
+    torch.load(hostile_copy(weights, tmp_path / "hostile.pt", marker), weights_only=False)
+    assert marker.read_text() == "ran"
+
+
+CONSUMERS: dict[str, Callable[[Path, Path, Path], list[object]]] = {
+    "detect": lambda pt, data, tmp: ["detect", "--weights", pt, "--source", data / "images", "--no-progress"],
+    "eval": lambda pt, data, tmp: ["eval", "--data", data, "--weights", pt, "--device", "cpu"],
+    "export": lambda pt, data, tmp: ["export", "--weights", pt, "--out", tmp / "x.onnx"],
+    "bench": lambda pt, data, tmp: ["bench", "--weights", pt, "--backend", "torch", "--batch", 1, "--seconds", 0.05],
+    "train --init": lambda pt, data, tmp: train_args(data, tmp / "run", "--init", pt),
+    "train --teacher": lambda pt, data, tmp: train_args(data, tmp / "run", "--teacher", pt),
+}
+
+
+@row("A checkpoint (.pt) whose pickle calls Python code when loaded (exec, os.system), given to detect, eval, "
+     "export, bench, train --init / --teacher / --resume, annotate --weights or pinpoint.load()",
+     "Refused before any of it runs (torch.load with weights_only=True): one line naming the file and the call it asks for")
+@pytest.mark.parametrize("verb", CONSUMERS)
+def test_a_checkpoint_that_would_run_code_is_refused(verb: str, weights: Path, tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    marker = tmp_path / "ran"
+    hostile = hostile_copy(weights, tmp_path / "hostile.pt", marker)
+    refused(capsys, *CONSUMERS[verb](hostile, data, tmp_path), naming=(hostile, "refused", "(exec)"))
+    assert not marker.exists()
+
+
+def test_resume_annotate_and_load_refuse_it_too(weights: Path, tmp_path: Path, capsys) -> None:
+    from pinpoint.annotate import make_server
+
+    data = good_dataset(tmp_path / "data")
+    marker = tmp_path / "ran"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    hostile_copy(weights, run_dir / "last.pt", marker, config={}, optimizer={}, scheduler={}, scaler={}, step=0,
+                 processes=[], history=[])
+    refused(capsys, "train", "--resume", run_dir, "--no-progress", naming=(run_dir / "last.pt", "refused"))
+    hostile = hostile_copy(weights, tmp_path / "hostile.pt", marker)
+    for load in (lambda: pinpoint.load(hostile), lambda: make_server(data, weights=hostile, port=0)):
+        with pytest.raises(InputError, match="refused"):
+            load()
+    assert not marker.exists()
+
+
+@row("A .pt file that is not a checkpoint: random bytes, a text file, a checkpoint missing a key, a model this "
+     "version does not know, a NaN threshold",
+     "One line naming the file and what is wrong with it")
+@pytest.mark.parametrize("content, says", [
+    (b"\x8a\x0f\x99 random bytes \x00\x01", "cannot read checkpoint"),
+    (b"weights: see the attached spreadsheet\n", "cannot read checkpoint"),
+    ("no inference", "not a pinpoint checkpoint (no inference)"),
+    ("unknown model", "model 'pinnet-xl' is not one this version of pinpoint knows"),
+    ("nan threshold", "threshold = nan"),
+])
+def test_files_that_are_not_checkpoints(content: object, says: str, weights: Path, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "model.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        ckpt = load_checkpoint(weights)
+        if content == "no inference":
+            del ckpt["inference"]
+        elif content == "unknown model":
+            ckpt["model_name"] = "pinnet-xl"
+        else:
+            ckpt["inference"]["threshold"] = float("nan")
+        torch.save(ckpt, path)
+    refused(capsys, "detect", "--weights", path, "--source", good_dataset(tmp_path / "data"), naming=(path, says))
+
+
+# --- 2. nothing a user made is overwritten ----------------------------------------------------------
+
+
+@row("train --out FOLDER where FOLDER holds a run (best.pt, last.pt, ...)",
+     "Refused before any work, naming --resume and --overwrite; --overwrite replaces the run")
+def test_train_into_a_run_folder_is_refused_unless_overwrite(tmp_path: Path, capsys) -> None:
+    data, out = good_dataset(tmp_path / "data"), tmp_path / "run"
+    assert run(capsys, *train_args(data, out))[0] == 0
+    before = {name: (out / name).read_bytes() for name in ("best.pt", "last.pt")}
+    refused(capsys, *train_args(data, out), naming=(out, "holds a run already", "--resume", "--overwrite"))
+    assert {name: (out / name).read_bytes() for name in before} == before
+    stale = out / "skipped.txt"
+    stale.write_text("from the old run\n")
+    assert run(capsys, *train_args(data, out, "--overwrite"))[0] == 0
+    assert (out / "best.pt").is_file() and not stale.exists()  # the old run's files went with it
+
+
+@row("pinpoint train twice without --out", "runs/train, then runs/train2: a new folder each time, as other training tools do")
+def test_train_without_out_takes_a_fresh_numbered_folder(tmp_path: Path, capsys, monkeypatch) -> None:
+    data = good_dataset(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    args = [a for a in train_args(data, "x") if a not in ("--out", "x")]
+    assert run(capsys, *args)[0] == 0
+    first = (tmp_path / "runs" / "train" / "best.pt").read_bytes()
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and str(Path("runs") / "train2") in out
+    assert (tmp_path / "runs" / "train2" / "best.pt").is_file()
+    assert (tmp_path / "runs" / "train" / "best.pt").read_bytes() == first
+
+
+@row("pinpoint demo --out FOLDER where FOLDER is not empty; pinpoint demo twice without --out",
+     "Refused before any work; without --out, the first free one of pinpoint-demo, pinpoint-demo2, ...")
+def test_demo_never_writes_into_a_used_folder(tmp_path: Path, capsys) -> None:
+    used = tmp_path / "mine"
+    used.mkdir()
+    (used / "notes.txt").write_text("keep me\n")
+    refused(capsys, "demo", "--out", used, naming=(used, "not an empty folder"))
+    assert (used / "notes.txt").read_text() == "keep me\n"
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "x").write_text("")
+    (tmp_path / "base2").mkdir()  # empty: free
+    assert numbered_folder(tmp_path / "base") == tmp_path / "base2"
+    assert numbered_folder(tmp_path / "other") == tmp_path / "other" and (tmp_path / "other").is_dir()
+
+
+@row("detect --save-txt DATA/labels (the ground truth beside the images); detect --save-vis DATA/images; "
+     "export --out X.pt --weights X.pt; an output that is one of the inputs",
+     "Refused before any work: one line naming the output and what it would overwrite")
+def test_outputs_that_would_overwrite_inputs_are_refused(weights: Path, tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    labels = {p.name: p.read_bytes() for p in (data / "labels").iterdir()}
+    images = {p.name: p.read_bytes() for p in (data / "images").iterdir()}
+    for source in (data, data / "images"):
+        refused(capsys, "detect", "--method", "tophat", "--source", source, "--save-txt", data / "labels",
+                naming=(data / "labels", "ground-truth labels"))
+        refused(capsys, "detect", "--method", "tophat", "--source", source, "--save-vis", data / "images",
+                naming=(data / "images", "--save-vis"))
+    assert {p.name: p.read_bytes() for p in (data / "labels").iterdir()} == labels
+    assert {p.name: p.read_bytes() for p in (data / "images").iterdir()} == images
+    saved = weights.read_bytes()
+    refused(capsys, "export", "--weights", weights, "--out", weights, naming=(weights, ".onnx"))
+    refused(capsys, "detect", "--weights", weights, "--source", data, "--save-json", weights, naming=(weights, "overwrite an input"))
+    refused(capsys, "bench", "--weights", weights, "--json", weights, naming=(weights, "overwrite an input"))
+    assert weights.read_bytes() == saved
+
+
+@row("A folder holding a.png and a.jpg (or a.png and a.PNG), in detect, eval, train or annotate",
+     "Refused: one line naming both files (their labels and outputs would share one name)")
+@pytest.mark.parametrize("names", [("a.png", "a.jpg"), ("a.png", "a.PNG")])
+@pytest.mark.parametrize("verb", ["detect", "eval", "train", "annotate"])
+def test_two_images_with_one_stem_are_refused_in_every_verb(verb: str, names: tuple[str, str], tmp_path: Path, capsys) -> None:
+    from pinpoint.annotate import make_server
+
+    data = good_dataset(tmp_path / "data")
+    for name in names:
+        (data / "images" / name).write_bytes(png_bytes(seed=7))
+    (data / "labels" / "a.txt").write_text("1\n0.5 0.5\n")
+    if verb == "annotate":
+        with pytest.raises(InputError, match=f"two images share the name a .*{re.escape(names[1])}"):
+            make_server(data, port=0)
+        return
+    args = {"detect": ["detect", "--method", "tophat", "--source", data, "--save-txt", tmp_path / "pred", "--no-progress"],
+            "eval": ["eval", "--data", data, "--method", "tophat"],
+            "train": train_args(data, tmp_path / "run")}[verb]
+    refused(capsys, *args, naming=("two images share the name a", *names))
+
+
+# --- 3. no silent wrong answer -----------------------------------------------------------------------
+
+
+def grid_of_spots(path: Path, count: int = 144) -> Path:
+    """A frame with `count` bright dots 10 px apart: more targets than the default cap of 100."""
+    columns = int(np.ceil(np.sqrt(count)))
+    side = columns * 10 + 10
+    image = np.full((side, side), 40, np.uint8)
+    for k in range(count):
+        image[10 + 10 * (k // columns), 10 + 10 * (k % columns)] = 250
+    cv2.imwrite(str(path), image)
+    return path
+
+
+@row("An image with more points above the threshold than the cap (--max-points, 100 by default)",
+     "The best N are kept and a warning says which images reached the cap; --max-points N raises it "
+     "(detect, eval and Detector.predict(max_points=...)); Points.capped is True")
+def test_the_cap_of_points_is_an_option_and_is_reported(weights: Path, tmp_path: Path, capsys) -> None:
+    image = grid_of_spots(tmp_path / "grid.png")
+    code, _, err = run(capsys, "detect", "--method", "tophat", "--source", image, "--save-txt", tmp_path / "a",
+                       "--max-points", 100, "--no-progress")
+    assert code == 0 and read_labels(tmp_path / "a" / "grid.txt").xy.shape == (100, 2)
+    assert "warning: 1 image(s) had more points above the threshold than --max-points 100" in err and "grid" in err
+    code, _, err = run(capsys, "detect", "--method", "tophat", "--source", image, "--save-txt", tmp_path / "b", "--no-progress")
+    assert code == 0 and len(read_labels(tmp_path / "b" / "grid.txt")) == 144 and "warning" not in err
+    # a checkpoint's cap: every peak of random weights passes --conf 0
+    code, _, err = run(capsys, "detect", "--weights", weights, "--source", image, "--conf", 0, "--save-json",
+                       tmp_path / "c.json", "--no-progress")
+    frame = json.loads((tmp_path / "c.json").read_text())["frames"][0]
+    assert code == 0 and len(frame["points"]) == 100 and frame["capped"] is True
+    assert "the checkpoint's 100" in err
+    detector = pinpoint.load(weights, device="cpu")
+    many = detector.predict(image, conf=0.0, max_points=100_000)
+    assert len(many) > 100 and not many.capped
+    few = detector.predict(image, conf=0.0, max_points=5)
+    assert len(few) == 5 and few.capped and np.array_equal(few.score, many.score[:5])
+    code, _, err = run(capsys, "eval", "--data", good_dataset(tmp_path / "data"), "--weights", weights, "--conf", 0,
+                       "--max-points", 1, "--device", "cpu")
+    assert code == 0 and "than --max-points 1" in err
+
+
+def mjpeg_video(path: Path, frames: int = 12) -> tuple[Path, bytes, list[int]]:
+    """An MJPG .avi of a moving dot; returns it, its bytes and where each frame's JPEG starts."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(frames):
+        frame = np.full((48, 64), 40, np.uint8)
+        frame[20:23, 4 * i + 2:4 * i + 5] = 250
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    data = path.read_bytes()
+    starts = [m.start() for m in re.finditer(b"\xff\xd8\xff", data)]
+    assert len(starts) == frames
+    return path, data, starts
+
+
+@row("A video with a frame that cannot be decoded, and a video cut short (fewer frames than its header says)",
+     "The frames after a bad one are still read, under their own frame numbers; a warning names the frames left "
+     "out and says how many of the header's frames were read")
+def test_a_bad_video_frame_does_not_end_the_stream(tmp_path: Path, capsys) -> None:
+    path, data, starts = mjpeg_video(tmp_path / "clip.avi")
+    damaged = bytearray(data)
+    damaged[starts[5]:starts[6] - 8] = bytes(starts[6] - 8 - starts[5])  # frame 5's picture wiped out
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(bytes(damaged))
+    code, _, err = run(capsys, "detect", "--method", "tophat", "--source", bad, "--save-csv", tmp_path / "bad.csv", "--no-progress")
+    with open(tmp_path / "bad.csv", newline="") as f:
+        frames = sorted({int(r["frame"]) for r in csv.DictReader(f)})
+    assert code == 0 and frames == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
+    assert "1 frame(s) could not be decoded and were left out (frame 5)" in err
+    short = tmp_path / "short.avi"
+    short.write_bytes(data[:starts[8]])
+    code, out, err = run(capsys, "detect", "--method", "tophat", "--source", short, "--no-progress")
+    assert code == 0 and "in 8 image(s)" in out and "read 8 of the 12 frames its header announces" in err
+
+
+@row("An image array of int32, int64 or uint32 (a Python list of ints, an int32 TIFF)",
+     "Read by the range its values use (0..255 as 8-bit, 0..65535 as 16-bit, else minimum to maximum): "
+     "the same points as the 8-bit image")
+@pytest.mark.parametrize("kind", ["int32", "int64", "uint32", "list", "tiff", "wide"])
+def test_integer_images_wider_than_16_bits(kind: str, tmp_path: Path) -> None:
+    from pinpoint.detect import ClassicalDetector
+
+    eight = cv2.imread(str(grid_of_spots(tmp_path / "g.png", 16)), cv2.IMREAD_UNCHANGED)
+    detector = ClassicalDetector("tophat")
+    expected = detector.predict(eight)
+    if kind == "tiff":
+        assert cv2.imwrite(str(tmp_path / "g.tif"), eight.astype(np.int32))
+        given: object = tmp_path / "g.tif"
+    elif kind == "list":
+        given = eight.tolist()
+    elif kind == "wide":  # a 20-bit sensor: stretched from its minimum to its maximum, the same picture
+        given = eight.astype(np.int64) * 4096 - 100_000
+    else:
+        given = eight.astype(kind)
+    found = detector.predict(given)
+    assert len(found) == len(expected) == 16
+    np.testing.assert_allclose(found.xy, expected.xy, atol=1e-4)
+
+
+@row("A label line with a decimal comma (0,1 0); a ground-truth label with a score column (x y score)",
+     "One line naming the file and line: a decimal comma is not read as two numbers, and ground truth takes "
+     "exactly x y (prediction files keep their score column)")
+def test_decimal_commas_and_score_columns_in_ground_truth(tmp_path: Path, capsys) -> None:
+    with pytest.raises(InputError, match=r"^a\.txt:2: '0,1' looks like a decimal comma"):
+        parse_labels("1\n0,1 0\n", "a.txt")
+    assert parse_labels("1\n0.25,0.5\n", "a.txt").xy.tolist() == [[0.25, 0.5]]  # a comma alone still separates
+    data = good_dataset(tmp_path / "data")
+    (data / "labels" / "good1.txt").write_text("1\n0.5 0.5 0.9\n")
+    for args in (train_args(data, tmp_path / "run"), ["eval", "--data", data, "--method", "tophat"]):
+        refused(capsys, *args, naming=(f"{data / 'labels' / 'good1.txt'}:2", "ground truth takes 'x y'"))
+    assert parse_labels("1\n0.5 0.5 0.9\n").scores.tolist() == [0.9]  # predictions keep their score
+
+
+@row("--conf nan, convert masks --threshold nan, --lr nan, and other NaN or out-of-range numbers",
+     "Refused when the command line is read: one line naming the option, the value and its limits")
+@pytest.mark.parametrize("args, says", [
+    (["detect", "--method", "tophat", "--source", "x.png", "--conf", "nan"], "--conf nan: must be a finite number"),
+    (["detect", "--method", "tophat", "--source", "x.png", "--conf", "1.5"], "--conf 1.5: must be a number >= 0 and <= 1"),
+    (["convert", "masks", "--masks", "m", "--out", "o", "--threshold", "nan"], "--threshold nan: must be a finite number"),
+    (["train", "--data", "d", "--lr", "nan"], "--lr nan: must be a finite number"),
+    (["train", "--data", "d", "--epochs", "0"], "--epochs 0: must be a whole number >= 1"),
+    (["train", "--data", "d", "--crop-size", "0"], "--crop-size 0: must be a whole number >= 1"),
+    (["train", "--data", "d", "--img-size", "-8"], "--img-size -8: must be a whole number >= 0"),
+    (["train", "--data", "d", "--workers", "-1"], "--workers -1: must be a whole number >= 0"),
+    (["train", "--data", "d", "--nms-kernel", "4"], "--nms-kernel 4: must be an odd whole number >= 1"),
+    (["train", "--data", "d", "--epochs", "2.5"], "--epochs 2.5: a whole number >= 1 was expected"),
+    (["eval", "--data", "d", "--method", "tophat", "--dist", "-1"], "--dist -1: must be a number > 0"),
+    (["detect", "--method", "tophat", "--source", "x.png", "--max-points", "0"], "--max-points 0: must be a whole number >= 1"),
+    (["annotate", "d", "--port", "70000"], "--port 70000: must be a whole number >= 0 and <= 65535"),
+])
+def test_numbers_are_checked_when_the_command_line_is_read(args: list[str], says: str, capsys) -> None:
+    refused(capsys, *args, naming=(says,))
+
+
+@row("--model misspelt (train, bench, demo)", "One line listing the models that exist")
+def test_a_misspelt_model_lists_the_names(tmp_path: Path, capsys) -> None:
+    err = refused(capsys, "train", "--data", tmp_path, "--model", "pinnet-s2d-gatd", naming=("--model", "pinnet-s2d-gatd"))
+    assert "pinnet-s2d-gated" in err and "heatmap" in err
+
+
+@row("A split file listing an image twice", "One line naming the split file, the line and the first line it was on")
+def test_a_stem_listed_twice_in_a_split_is_refused(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    split = tmp_path / "test.txt"
+    split.write_text("good0\r\ngood1\r\ngood2\r\ngood1.png\r\n")
+    refused(capsys, "eval", "--data", data, "--split", split, "--method", "tophat",
+            naming=(f"{split}:4: good1 is listed again (first on line 2)",))
+
+
+@row("A split file naming an image that is not there", "One line naming the split file, its line and the image looked for")
+def test_a_missing_split_stem_names_the_split_and_line(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    split = tmp_path / "train.txt"
+    split.write_text("good0\n\ngohst\n")
+    for args in (train_args(data, tmp_path / "run", "--split", split), ["eval", "--data", data, "--split", split, "--method", "tophat"],
+                 ["detect", "--method", "tophat", "--source", data, "--split", split]):
+        refused(capsys, *args, naming=(f"{split}:3: ", data / "images" / "gohst"))
+
+
+@row("Images whose names hold a comma, a quote or a line break, in --save-csv",
+     "Written with Python's csv module: every name reads back exactly")
+def test_csv_names_are_quoted(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    names = ["a,b", 'say "hi"', "two\nlines", "plain"]
+    for i, name in enumerate(names):
+        grid_of_spots(folder / f"{name}.png", 4 + i)
+    assert run(capsys, "detect", "--method", "tophat", "--source", folder, "--save-csv", tmp_path / "p.csv", "--no-progress")[0] == 0
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({r["name"] for r in rows}) == sorted(names)
+    assert len(rows) == 4 + 5 + 6 + 7
+
+
+def exif_image(path: Path, stored: np.ndarray, orientation: int) -> Path:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), **({"quality": 100} if path.suffix == ".jpg" else {}))
+    return path
+
+
+@row("A JPEG (or PNG) with an EXIF orientation (a camera's picture stored sideways)",
+     "Read as displayed, the orientation applied, as browsers and labelling tools show it: in every reader "
+     "(train, eval, detect, annotate, convert)")
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(suffix: str, orientation: int, tmp_path: Path) -> None:
+    from PIL import Image, ImageOps
+
+    stored = np.full((40, 60), 30, np.uint8)
+    stored[5:8, 48:51] = 250  # a target near the stored picture's top right corner
+    stored[30:33, 10:13] = 140
+    path = exif_image(tmp_path / f"frame{suffix}", stored, orientation)
+    with Image.open(path) as im:
+        displayed = np.asarray(ImageOps.exif_transpose(im).convert("L"), dtype=np.float32) / 255
+    got = read_image(path)
+    assert got.shape == displayed.shape == ((60, 40) if orientation >= 5 else (40, 60))
+    assert np.abs(got - displayed).max() < (0.03 if suffix == ".jpg" else 1e-6)
+    assert image_size(path) == got.shape
+
+
+@row("A COCO file whose image size disagrees with the image beside it (the tool saw another frame, or the "
+     "image was resized since)", "convert coco-to-labels refuses it: one line naming the image and both sizes")
+def test_coco_sizes_are_checked_against_the_images(tmp_path: Path, capsys) -> None:
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    exif_image(images / "cam.jpg", np.full((40, 60), 30, np.uint8), 6)  # stored 60 x 40, displayed 40 x 60
+    coco = {"images": [{"id": 1, "file_name": "cam.jpg", "width": 60, "height": 40}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "keypoints": [10.5, 30.5, 2]}],
+            "categories": [{"id": 1, "name": "target"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    out = tmp_path / "data" / "labels"
+    refused(capsys, "convert", "coco-to-labels", "--coco", tmp_path / "coco.json", "--out", out,
+            naming=("cam.jpg", "60 x 40 in the JSON", "40 x 60 as displayed"))
+    assert not list(out.glob("*.txt"))
+    coco["images"][0].update(width=40, height=60)
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    assert run(capsys, "convert", "coco-to-labels", "--coco", tmp_path / "coco.json", "--out", out)[0] == 0
+    np.testing.assert_allclose(read_labels(out / "cam.txt").xy, [[10 / 40, 30 / 60]])
+
+
+# --- 4. no traceback --------------------------------------------------------------------------------
+
+
+@row("An output path under a regular file (--save-csv FILE/out.csv), or a folder where a file goes (--save-json DIR)",
+     "Refused before the first frame is read: one line naming the path")
+def test_output_paths_are_checked_before_the_work(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder\n")
+    (tmp_path / "adir").mkdir()
+    pred = tmp_path / "pred"
+    for flag, path, says in (("--save-csv", blocker / "out.csv", "a file where --save-csv needs a folder"),
+                             ("--save-json", tmp_path / "adir", "must be a file"),
+                             ("--save-vis", blocker / "vis", "a file where --save-vis needs a folder")):
+        refused(capsys, "detect", "--method", "tophat", "--source", data, "--save-txt", pred, flag, path, naming=(says,))
+        assert not pred.exists() or not any(pred.iterdir())  # no frame was processed
+    refused(capsys, *train_args(data, blocker), naming=(blocker, "must be a folder"))
+    refused(capsys, "eval", "--data", data, "--method", "tophat", "--report", blocker / "r", naming=(blocker,))
+
+
+# --- 5. smaller ----------------------------------------------------------------------------------------
+
+
+@row("A label or image file that is a link to /dev/zero (or a FIFO)", "One line naming the file: only regular files are read, "
+     "text files up to a size bound")
+@pytest.mark.parametrize("which", ["labels/good1.txt", "images/good1.png"])
+def test_links_to_endless_files_are_refused(which: str, tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    (data / which).unlink()
+    (data / which).symlink_to("/dev/zero")
+    refused(capsys, "eval", "--data", data, "--method", "tophat", naming=(data / which, "not a regular file"))
+
+
+@row("Temporary files a killed run left (.last.<hex>.tmp.pt in a run, .NAME.<hex>.tmp.txt in labels/)",
+     "Never listed as images or labels; removed when a verb next writes into that folder, once an hour old")
+def test_temporaries_of_killed_runs_are_ignored_and_swept(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    left = data / "labels" / ".good0.0123456789ab.tmp.txt"
+    left.write_text("1\n0.5")  # half-written
+    assert run(capsys, "eval", "--data", data, "--method", "tophat")[0] == 0
+    out = tmp_path / "run"
+    out.mkdir()
+    old, fresh = out / ".last.00112233aabb.tmp.pt", out / ".best.445566778899.tmp.pt"
+    old.write_bytes(b"half a checkpoint")
+    fresh.write_bytes(b"being written now")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    assert run(capsys, *train_args(data, out))[0] == 0
+    assert not old.exists() and fresh.exists()  # a live writer's file is left alone
+
+
+def test_is_temporary_matches_what_atomic_writes_leave(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "last.pt") as tmp:
+        assert is_temporary(tmp)
+    assert not is_temporary(tmp_path / "last.pt") and not is_temporary(tmp_path / ".hidden.txt")
+
+
+@row("A PNG with a bad checksum, a video whose index is missing: libpng and FFmpeg print their own complaints",
+     "Only pinpoint's one line reaches the terminal")
+def test_library_chatter_does_not_reach_stderr(tmp_path: Path) -> None:
+    png = bytearray(png_bytes(64))
+    png[len(png) // 2] ^= 0xFF  # inside the compressed data: zlib's check fails, libpng says so on stderr
+    (tmp_path / "crc.png").write_bytes(bytes(png))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    noise = np.random.default_rng(0)
+    for _ in range(20):
+        writer.write(noise.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    whole = (tmp_path / "clip.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[:len(whole) // 2])  # the index (moov atom) sits at the end: gone
+    for source in ("crc.png", "cut.mp4"):
+        result = subprocess.run([sys.executable, "-m", "pinpoint", "detect", "--method", "tophat", "--source",
+                                 str(tmp_path / source), "--no-progress"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and result.stderr.startswith("pinpoint: error: "), result.stderr
+        assert result.stderr.count("\n") == 1 and source in result.stderr, result.stderr
+
+
+@row("A blank line inside a label file", "One line naming the file and the blank line (not line 1)")
+def test_a_blank_line_is_blamed_on_its_own_line(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    (data / "labels" / "good2.txt").write_text("2\n0.5 0.5\n\n0.25 0.25\n")
+    refused(capsys, "eval", "--data", data, "--method", "tophat", naming=(f"{data / 'labels' / 'good2.txt'}:3: blank line",))
+
+
+# --- the docs' table ---------------------------------------------------------------------------------
+
+DOCS_TABLE = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
+
+
+def table_rows(text: str) -> list[tuple[str, str]]:
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| input ")]
+    return [tuple(cell.strip() for cell in line.strip("|").split(" | ")) for line in rows]  # type: ignore[misc]
+
+
+def markdown_table() -> str:
+    lines = ["| input | what pinpoint does |", "|---|---|"]
+    return "\n".join(lines + [f"| {given} | {outcome} |" for given, outcome in ROWS]) + "\n"
+
+
+def test_the_docs_table_is_the_corpus() -> None:
+    """docs/bad-inputs.md lists every case of this suite, and only those; `python tests/test_bad_inputs.py` prints the table."""
+    assert table_rows(DOCS_TABLE.read_text()) == ROWS, "run `python tests/test_bad_inputs.py` and paste its table into " + str(DOCS_TABLE)
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

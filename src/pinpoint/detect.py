@@ -199,7 +199,7 @@ def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 
 def _frame_record(frame: Frame, points: Points) -> dict:
     height, width = points.image_size
-    return {"frame": frame.index, "name": frame.name, "height": height, "width": width,
+    return {"frame": frame.index, "name": frame.name, "height": height, "width": width, "capped": points.capped,
             "points": [{"x": round(float(x), 4), "y": round(float(y), 4), "score": round(float(s), 6)}
                        for (x, y), s in zip(points.xy, points.score)]}
 

@@ -100,7 +100,7 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
     stems = [p.stem for p in list_images(images)]
     not_files = [p for p in sorted(images.iterdir())
                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_file()]
-    problems = [f"{p}: not a readable file (a folder or a broken link named like an image)" for p in not_files]
+    problems = [f"{p}: not a regular file (a folder, a device, a pipe or a broken link named like an image)" for p in not_files]
     if (data_dir / "labels").is_dir():
         known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
