@@ -94,6 +94,7 @@ POSITIVE = number(Rule(int, 1))
 SCORE = number(Rule(float, 0, 1))  # a score threshold
 DISTANCE = number(Rule(float, 0, low_open=True))  # pixels
 SEED = number(Rule(int, 0))
+THREADS = number(Rule(int, 1, 1024))  # past a thousand or so, starting the threads themselves fails
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,7 +240,7 @@ def add_detect(verbs) -> None:
     p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
     p.add_argument("--save-video", help="annotated video (.mp4 or .mkv: mp4v, .avi: MJPG) at the source's frame rate")
     p.add_argument("--batch", type=POSITIVE, help="frames of one size sent through the network together (default: 1 on the CPU, 8 on a GPU)")
-    p.add_argument("--threads", type=POSITIVE, help="intra-op CPU threads (default: the library's own, one per core)")
+    p.add_argument("--threads", type=THREADS, help="intra-op CPU threads (default: the library's own, one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_detect)
 
@@ -261,7 +262,7 @@ def add_bench(verbs) -> None:
                        help="a model name, with random weights (they run as fast as trained ones)")
     p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480")
     p.add_argument("--batch", type=POSITIVE, nargs="+", default=[1, 8], help="batch sizes (default 1 8); latency is read at 1")
-    p.add_argument("--threads", type=POSITIVE, nargs="+",
+    p.add_argument("--threads", type=THREADS, nargs="+",
                    help="intra-op thread counts, each measured for both backends, e.g. 1 2 (default: torch's, one per core)")
     p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"], help="backends to time")
     p.add_argument("--seconds", type=number(Rule(float, 0, low_open=True)), default=3.0,
@@ -333,8 +334,10 @@ def add_decoding_overrides(p: argparse.ArgumentParser) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     from pinpoint.data.synth import synthesize
+    from pinpoint.files import prepare_output_folder
 
     started = time.time()
+    prepare_output_folder(args.out, "OUT")
     try:
         out = synthesize(args.out, n=args.n, seed=args.seed, min_size=args.min_size, max_size=args.max_size, splits=tuple(args.splits))
     except ValueError as exc:

@@ -25,7 +25,7 @@ from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
 from pinpoint.files import atomic_path, prepare_output_file, prepare_output_folder, same_file, write_text
 from pinpoint.points import Points
-from pinpoint.predict import Detector, ImageLike
+from pinpoint.predict import Detector, ImageLike, check_overrides
 from pinpoint.sources import Frame, FrameSource, ImageFiles, open_source, prefetch
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}  # fourcc per container
@@ -50,6 +50,7 @@ class ClassicalDetector:
 
     def predict_with_heatmap(self, image: ImageLike, conf: float | None = None,
                              max_points: int | None = None) -> tuple[Points, None]:
+        check_overrides(conf, max_points)
         grey = read_image(image) if isinstance(image, (str, os.PathLike)) else to_grey(image)
         points = detect_classical(grey, self.name)
         points = points[points.score >= conf] if conf is not None else points

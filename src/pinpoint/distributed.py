@@ -56,10 +56,7 @@ def choose_device(name: str, local_rank: int | None = None) -> torch.device:
     Under torchrun (`local_rank` given) a CUDA device means cuda:LOCAL_RANK, one GPU per process;
     naming one index there would put every process on the same GPU, so it is refused.
     """
-    try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    device = resolve_device(name)
     if device.type != "cuda":
         return device
     count = torch.cuda.device_count()

@@ -20,6 +20,7 @@ from torch import nn
 from pinpoint.checkpoints import load_checkpoint
 from pinpoint.codecs.heatmap import decode
 from pinpoint.codecs.snap import snap_and_merge
+from pinpoint.config import Rule, check_value
 from pinpoint.data import transforms as T
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
@@ -33,7 +34,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks the first CUDA device when there is one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return device
@@ -203,6 +207,7 @@ class Detector:
         Images are grouped by size; each group is standardised per image, stacked, run through
         the network once and decoded as one batch.
         """
+        check_overrides(conf, max_points)
         greys = [read_image(image) if isinstance(image, (str, os.PathLike)) else to_grey(image) for image in images]
         threshold = self.threshold if conf is None else conf
         groups: dict[tuple[int, int], list[int]] = {}
@@ -249,6 +254,19 @@ class Detector:
                 xy, scores = snap_and_merge(greys[b], xy, scores, self.settings["nms_kernel"] // 2)
             results.append((Points(xy, scores, (height, width), capped), hmap))
         return results
+
+
+SCORE = Rule(float, 0, 1)
+CAP = Rule(int, 1)
+
+
+def check_overrides(conf: float | None, max_points: int | None) -> None:
+    """A threshold or cap given to a predict call, checked as the command line checks --conf and
+    --max-points: a NaN threshold would silently give no points at all."""
+    if conf is not None:
+        check_value("conf", conf, SCORE)
+    if max_points is not None:
+        check_value("max_points", max_points, CAP)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -186,6 +186,8 @@ def open_source(source: str | os.PathLike, split: str | os.PathLike | None = Non
             return ImageFiles(_unique_stems(read_list_file(path), text), "list", text)
         kinds = ", ".join(IMAGE_SUFFIXES + VIDEO_SUFFIXES + LIST_SUFFIXES)
         raise InputError(f"{path}: not a supported image, video or list file ({kinds})")
+    if path.exists():
+        raise InputError(f"{path}: not a regular file or a folder (a device or a pipe)")
     if any(c in text for c in GLOB_CHARACTERS):
         matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
         paths = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
