@@ -730,6 +730,21 @@ def test_output_paths_are_checked_before_the_work(tmp_path: Path, capsys) -> Non
     refused(capsys, "eval", "--data", data, "--method", "tophat", "--report", blocker / "r", naming=(blocker,))
 
 
+@row("Other values that name nothing usable: --device foo, --threads 100000, a --source that is a device, "
+     "synth into a path that is a file, predict(conf=nan) in Python",
+     "One line naming the value (a ValueError naming it, in Python)")
+def test_values_that_name_nothing_usable(weights: Path, tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    blocker = tmp_path / "afile"
+    blocker.write_text("x\n")
+    refused(capsys, "detect", "--weights", weights, "--source", data, "--device", "foo", naming=("--device foo: not a device",))
+    refused(capsys, "detect", "--method", "tophat", "--source", data, "--threads", 100000, naming=("--threads 100000",))
+    refused(capsys, "detect", "--method", "tophat", "--source", "/dev/null", naming=("/dev/null: not a regular file or a folder",))
+    refused(capsys, "synth", blocker / "set", "--n", 2, naming=(blocker, "a file where OUT needs a folder"))
+    with pytest.raises(ValueError, match="conf nan: must be a finite number"):
+        pinpoint.load(weights, device="cpu").predict(np.zeros((32, 32), np.float32), conf=float("nan"))
+
+
 # --- 5. smaller ----------------------------------------------------------------------------------------
 
 
