@@ -19,7 +19,6 @@ import math
 import os
 import pickle
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path
+from pinpoint.files import atomic_path, check_regular_file
 
 try:  # numpy >= 2 keeps it in numpy._core; checkpoints written under numpy 1 name numpy.core
     from numpy._core.multiarray import _reconstruct
@@ -57,14 +56,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The dict in a .pt file, loaded without running code from it, and checked (check_checkpoint).
     Every failure is an InputError naming the file."""
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise InputError(f"{path}: checkpoint not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path}: not a regular file, not a checkpoint")
+    check_regular_file(path, "checkpoint")
     try:
         with torch.serialization.safe_globals(NUMPY_STATE_GLOBALS):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -83,18 +83,27 @@ def read_user_text(path: str | os.PathLike, kind: str, max_bytes: int = MAX_TEXT
         raise InputError(f"{path}: {kind} is not UTF-8 text") from None
 
 
-def read_regular_file(path: Path, kind: str, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `max_bytes`; anything else is an InputError naming it."""
+def check_regular_file(path: str | os.PathLike, kind: str) -> None:
+    """Refuse, with an InputError naming it, anything but an existing regular file: a folder, and a
+    link to /dev/zero or a FIFO, whose reading would never end (opening a FIFO waits for a writer)."""
     try:
-        mode = os.stat(path).st_mode  # before opening: opening a FIFO waits for a writer
-        if stat.S_ISDIR(mode):
-            raise InputError(f"{path}: cannot read {kind} (it is a folder)")
-        if not stat.S_ISREG(mode):
-            raise InputError(f"{path}: cannot read {kind} (not a regular file: a device or a pipe)")
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise InputError(f"{path}: {kind} not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: cannot read {kind} (it is a folder)")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: cannot read {kind} (not a regular file: a device or a pipe)")
+
+
+def read_regular_file(path: Path, kind: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; anything else is an InputError naming it."""
+    check_regular_file(path, kind)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
     except OSError as exc:
         raise InputError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
     if len(raw) > max_bytes:

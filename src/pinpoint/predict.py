@@ -24,6 +24,7 @@ from pinpoint.config import Rule, check_value
 from pinpoint.data import transforms as T
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
+from pinpoint.files import check_regular_file
 from pinpoint.models.registry import create_model
 from pinpoint.points import Points
 
@@ -122,14 +123,12 @@ class Detector:
         other work, 1 can be several times faster (a parallel op waits for its slowest thread).
         """
         path = Path(path)
-        if not path.exists():
-            raise InputError(f"{path}: checkpoint not found")
-        if not path.is_file():
-            raise InputError(f"{path}: not a regular file (a folder, a device or a pipe), not a checkpoint")
         if threads:
             torch.set_num_threads(threads)
         if path.suffix.lower() == ".onnx":
             from pinpoint.export import OnnxBackend
+
+            check_regular_file(path, "ONNX model")
 
             backend = OnnxBackend(path, threads=threads, device=device)
             return cls(None, backend.settings, "cpu", name=backend.model_name, backend=backend)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 
 from pinpoint.errors import InputError
+from pinpoint.files import check_regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # OpenCV's decoders print their own warnings (libpng on a truncated file); our InputError says it in one line
@@ -150,14 +150,7 @@ def read_raw(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     failures are InputErrors naming it. `what` names the file's role in the messages ("image", "mask")."""
     path = Path(path)
     article = "an" if what[0] in "aeiou" else "a"
-    try:
-        mode = os.stat(path).st_mode  # a link to /dev/zero or a FIFO would be read forever
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} file not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path}: not a regular file (a folder, a device or a pipe), not {article} {what}")
+    check_regular_file(path, f"{what} file")
     try:
         data = np.fromfile(path, dtype=np.uint8, count=MAX_IMAGE_BYTES + 1)
     except OSError as exc:
