@@ -454,9 +454,9 @@ def test_outputs_that_would_overwrite_inputs_are_refused(weights: Path, tmp_path
     images = {p.name: p.read_bytes() for p in (data / "images").iterdir()}
     for source in (data, data / "images"):
         refused(capsys, "detect", "--method", "tophat", "--source", source, "--save-txt", data / "labels",
-                naming=(data / "labels", "ground-truth labels"))
+                naming=(data / "labels", "--save-txt would overwrite an input"))
         refused(capsys, "detect", "--method", "tophat", "--source", source, "--save-vis", data / "images",
-                naming=(data / "images", "--save-vis"))
+                naming=(data / "images", "--save-vis would overwrite an input"))
     assert {p.name: p.read_bytes() for p in (data / "labels").iterdir()} == labels
     assert {p.name: p.read_bytes() for p in (data / "images").iterdir()} == images
     saved = weights.read_bytes()

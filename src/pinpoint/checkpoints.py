@@ -15,7 +15,6 @@ time, instead of a traceback or an empty result later.
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import re
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pinpoint.errors import InputError
+from pinpoint.config import COUNT, RULES, SCORE
+from pinpoint.errors import InputError, first_line
 from pinpoint.files import atomic_path, check_regular_file
 
 try:  # numpy >= 2 keeps it in numpy._core; checkpoints written under numpy 1 name numpy.core
@@ -68,7 +68,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read checkpoint (damaged, or not a PyTorch checkpoint)") from None
     except Exception as exc:  # torch.load raises many kinds on a damaged or foreign file
         raise InputError(f"{path}: cannot read checkpoint (damaged, or not a PyTorch checkpoint: "
-                         f"{type(exc).__name__}: {_first_line(exc)})") from None
+                         f"{type(exc).__name__}: {first_line(exc)})") from None
     check_checkpoint(ckpt, path)
     return ckpt
 
@@ -99,26 +99,9 @@ def check_inference_settings(settings: object, source: str | os.PathLike) -> Non
         raise InputError(f"{source}: inference settings lack {', '.join(missing)}")
     if settings["output"] not in OUTPUTS:
         raise InputError(f"{source}: inference setting output = {settings['output']!r}; expected heatmap or point")
-    for key in ("threshold", "tta_threshold"):
-        value = settings.get(key, 0.0)
-        if not _number(value) or not 0.0 <= value <= 1.0:
-            raise InputError(f"{source}: inference setting {key} = {value!r}; a score threshold is a number in [0, 1]")
-    for key, low in (("stride", 1), ("img_size", 0), ("top_k", 1), ("nms_kernel", 1)):
-        value = settings.get(key, low)
-        if not _integer(value) or value < low:
-            raise InputError(f"{source}: inference setting {key} = {value!r}; expected a whole number >= {low}")
-    if settings.get("nms_kernel", 1) % 2 == 0:
-        raise InputError(f"{source}: inference setting nms_kernel = {settings['nms_kernel']}; the peak window must be odd")
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    limits = {"threshold": SCORE, "tta_threshold": SCORE, "stride": COUNT, "img_size": RULES["img_size"],
+              "top_k": COUNT, "nms_kernel": RULES["nms_kernel"]}
+    for key, rule in limits.items():
+        why = rule.reason(settings[key]) if key in settings else None
+        if why:
+            raise InputError(f"{source}: inference setting {key} = {settings[key]!r}: {why}")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from pinpoint.config import RULES, Rule, TrainConfig, choices_of
+from pinpoint.config import COUNT, RULES, SCORE, Rule, TrainConfig, choices_of
 from pinpoint.errors import InputError
 
 
@@ -90,8 +90,7 @@ def setting(name: str) -> Callable[[str], int | float]:
     return number(RULES[name])
 
 
-POSITIVE = number(Rule(int, 1))
-SCORE = number(Rule(float, 0, 1))  # a score threshold
+POSITIVE = number(COUNT)
 DISTANCE = number(Rule(float, 0, low_open=True))  # pixels
 SEED = number(Rule(int, 0))
 THREADS = number(Rule(int, 1, 1024))  # past a thousand or so, starting the threads themselves fails
@@ -320,7 +319,7 @@ def add_demo(verbs) -> None:
 
 def add_decoding_overrides(p: argparse.ArgumentParser) -> None:
     """--conf, --tta, --snap and --max-points of eval and detect: each replaces the checkpoint's own setting when given."""
-    p.add_argument("--conf", type=SCORE, help="score threshold in [0, 1] (default: the checkpoint's own)")
+    p.add_argument("--conf", type=number(SCORE), help="score threshold in [0, 1] (default: the checkpoint's own)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average heatmaps over the image's turned and mirrored views (those the model was trained on: "
                         "8 with the default recipe, 8x slower); --no-tta turns it off; default: the checkpoint's setting")

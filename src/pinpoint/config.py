@@ -175,6 +175,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+SCORE = Rule(float, 0, 1)  # a score threshold: --conf, predict(conf=...)
+COUNT = Rule(int, 1)  # a positive count: --max-points, --batch, ...
+
 RULES: dict[str, Rule] = {
     "val_fraction": Rule(float, 0, 1, high_open=True),
     "img_size": Rule(int, 0),

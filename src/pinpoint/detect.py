@@ -23,7 +23,7 @@ from tqdm import tqdm
 from pinpoint.classical import CLASSICAL_METHODS, detect_classical
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path, prepare_output_file, prepare_output_folder, same_file, write_text
+from pinpoint.files import atomic_path, prepare_output_file, prepare_output_folder, write_text
 from pinpoint.points import Points
 from pinpoint.predict import Detector, ImageLike, check_overrides
 from pinpoint.sources import Frame, FrameSource, ImageFiles, open_source, prefetch
@@ -164,26 +164,19 @@ def check_outputs(frames: FrameSource, inputs: Sequence[str | os.PathLike | None
                   save_video: str | os.PathLike | None = None) -> None:
     """Every output of a detect run checked, and its folders made, before any frame is read.
 
-    Besides a file where a folder is needed and the reverse (files.prepare_output_*), two outputs
-    are refused for what they would replace: --save-vis in a folder the images are read from (its
-    pictures would take the images' names, or sit beside them as a second image of each name), and
-    --save-txt in the labels/ folder beside the images (the ground truth).
+    Besides a file where a folder is needed and the reverse (files.prepare_output_*), two folders
+    count as inputs: --save-vis in a folder the images are read from (its pictures would take the
+    images' names, or sit beside them as a second image of each name), and --save-txt in the
+    labels/ folder beside the images (the ground truth).
     """
-    given = [path for path in inputs if path is not None]
+    image_folders = {path.parent for path in frames.paths} if isinstance(frames, ImageFiles) else set()
+    label_folders = {folder.parent / "labels" for folder in image_folders if folder.name == "images"}
     for flag, path in (("--save-csv", save_csv), ("--save-json", save_json), ("--save-video", save_video)):
         if path:
-            prepare_output_file(path, flag, given)
-    if isinstance(frames, ImageFiles):
-        image_folders = {path.parent for path in frames.paths}
-        label_folders = {folder.parent / "labels" for folder in image_folders if folder.name == "images"}
-        for flag, folder, protected, what in (("--save-vis", save_vis, image_folders, "the images"),
-                                              ("--save-txt", save_txt, label_folders, "the ground-truth labels")):
-            for taken in protected:
-                if folder and same_file(folder, taken):
-                    raise InputError(f"{folder}: {flag} would write over {what} read from there; choose another folder")
-    for flag, folder in (("--save-txt", save_txt), ("--save-vis", save_vis)):
+            prepare_output_file(path, flag, inputs)
+    for flag, folder, read_there in (("--save-txt", save_txt, label_folders), ("--save-vis", save_vis, image_folders)):
         if folder:
-            prepare_output_folder(folder, flag, given)
+            prepare_output_folder(folder, flag, [*inputs, *read_there])
 
 
 def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pinpoint.checkpoints import REQUIRED_SETTINGS, check_inference_settings
-from pinpoint.errors import InputError
+from pinpoint.errors import InputError, first_line
 from pinpoint.files import prepare_output_file, write_bytes
 from pinpoint.predict import Detector
 
@@ -66,17 +66,12 @@ def export_onnx(weights: str | os.PathLike, out: str | os.PathLike | None = None
     except InputError:
         raise
     except (RuntimeError, ValueError, onnx.checker.ValidationError, *_LOAD_ERRORS) as exc:
-        raise InputError(f"{weights}: ONNX export at opset {opset} failed ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise InputError(f"{weights}: ONNX export at opset {opset} failed ({type(exc).__name__}: {first_line(exc)})") from None
     if error > CHECK_TOLERANCE:
         raise InputError(f"{weights}: the ONNX export at opset {opset} differs from PyTorch by {error:.2g} (> {CHECK_TOLERANCE:g});"
                          f" older opsets lack some ops' exact semantics, the default is {DEFAULT_OPSET}")
     write_bytes(out, data)
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def onnx_bytes(model: nn.Module, settings: dict[str, Any], name: str = "model", opset: int = DEFAULT_OPSET) -> bytes:
@@ -213,7 +208,7 @@ class OnnxBackend:
             raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
             settings = json.loads(raw) if raw else None
         except _LOAD_ERRORS as exc:
-            raise InputError(f"{label}: not a loadable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise InputError(f"{label}: not a loadable ONNX model ({type(exc).__name__}: {first_line(exc)})") from None
         if not isinstance(settings, dict) or not set(REQUIRED_SETTINGS) <= settings.keys():
             raise InputError(f"{label}: an ONNX model without pinpoint settings; export it with `pinpoint export`")
         check_inference_settings(settings, label)

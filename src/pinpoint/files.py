@@ -136,7 +136,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = STAL
     return removed
 
 
-def prepare_output_folder(folder: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def prepare_output_folder(folder: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Check and create a folder pinpoint is about to write into, before the work starts.
 
     `what` names it in messages (the option: "--save-txt"). Refused: a path with a regular file at
@@ -152,7 +152,7 @@ def prepare_output_folder(folder: str | os.PathLike, what: str, inputs: Iterable
     return folder
 
 
-def prepare_output_file(path: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def prepare_output_file(path: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Check a file pinpoint is about to write, before the work starts: not a folder, not one of
     `inputs`, with a folder above it that exists or can be made (made now). Stale temporary files
     of killed runs are removed beside it."""
@@ -182,7 +182,7 @@ def numbered_folder(base: str | os.PathLike) -> Path:
     raise InputError(f"{base}: no free numbered folder left beside it")
 
 
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when two paths lead to the same file or folder (links and case-insensitive names included)."""
     try:
         return os.path.samefile(a, b)
@@ -190,9 +190,9 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _refuse_inputs(path: Path, what: str, inputs: Iterable[str | os.PathLike]) -> None:
+def _refuse_inputs(path: Path, what: str, inputs: Iterable[str | os.PathLike | None]) -> None:
     for given in inputs:
-        if given and same_file(path, given):
+        if given and _same_file(path, given):
             raise InputError(f"{path}: {what} would overwrite an input ({given}); choose another output path")
 
 

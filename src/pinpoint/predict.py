@@ -20,10 +20,10 @@ from torch import nn
 from pinpoint.checkpoints import load_checkpoint
 from pinpoint.codecs.heatmap import decode
 from pinpoint.codecs.snap import snap_and_merge
-from pinpoint.config import Rule, check_value
+from pinpoint.config import COUNT, SCORE, check_value
 from pinpoint.data import transforms as T
 from pinpoint.data.images import read_image, to_grey
-from pinpoint.errors import InputError
+from pinpoint.errors import InputError, first_line
 from pinpoint.files import check_regular_file
 from pinpoint.models.registry import create_model
 from pinpoint.points import Points
@@ -137,11 +137,11 @@ class Detector:
             model = create_model(ckpt["model_name"], **ckpt["model_args"])
         except (TypeError, ValueError) as exc:
             raise InputError(f"{path}: its model arguments {ckpt['model_args']} are not ones this version of pinpoint's "
-                             f"{ckpt['model_name']} takes ({_first_line(exc)})") from None
+                             f"{ckpt['model_name']} takes ({first_line(exc)})") from None
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
-            raise InputError(f"{path}: its weights do not fit the {ckpt['model_name']} network ({_first_line(exc)})") from None
+            raise InputError(f"{path}: its weights do not fit the {ckpt['model_name']} network ({first_line(exc)})") from None
         return cls(model, ckpt["inference"], resolve_device(device), name=ckpt["model_name"])
 
     @property
@@ -255,22 +255,13 @@ class Detector:
         return results
 
 
-SCORE = Rule(float, 0, 1)
-CAP = Rule(int, 1)
-
-
 def check_overrides(conf: float | None, max_points: int | None) -> None:
     """A threshold or cap given to a predict call, checked as the command line checks --conf and
     --max-points: a NaN threshold would silently give no points at all."""
     if conf is not None:
         check_value("conf", conf, SCORE)
     if max_points is not None:
-        check_value("max_points", max_points, CAP)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        check_value("max_points", max_points, COUNT)
 
 
 def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> Detector:

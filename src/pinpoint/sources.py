@@ -22,7 +22,7 @@ import numpy as np
 
 from pinpoint.data.dataset import split_images
 from pinpoint.data.images import IMAGE_SUFFIXES, list_images, read_image, to_grey
-from pinpoint.errors import InputError
+from pinpoint.errors import InputError, first_line
 from pinpoint.files import read_user_text
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
@@ -144,7 +144,7 @@ class VideoFile(FrameSource):
                     break
                 index += 1
         except cv2.error as exc:
-            raise InputError(f"{self.path}: cannot decode frame {index} ({_first_line(exc)})") from None
+            raise InputError(f"{self.path}: cannot decode frame {index} ({first_line(exc)})") from None
         finally:
             capture.release()
         if read == 0:
@@ -234,7 +234,7 @@ def _read(path: Path) -> np.ndarray:
     except InputError:
         raise
     except (OSError, cv2.error, MemoryError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise InputError(f"{path}: cannot read image ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _unique_stems(paths: list[Path], label: str) -> list[Path]:
@@ -295,14 +295,9 @@ def prefetch(items: Iterable[T], depth: int = 8, label: str = "source") -> Itera
                 if isinstance(error, InputError):
                     raise InputError(str(error)) from None
                 if isinstance(error, Exception):
-                    raise InputError(f"{label}: reading failed ({type(error).__name__}: {_first_line(error)})") from None
+                    raise InputError(f"{label}: reading failed ({type(error).__name__}: {first_line(error)})") from None
                 raise error
             yield item  # type: ignore[misc]
     finally:
         stop.set()
         thread.join(timeout=5.0)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""

@@ -24,6 +24,7 @@ from there; in deterministic mode on the CPU the result equals an uninterrupted 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -61,13 +62,18 @@ def train(cfg: TrainConfig, state: dict[str, Any] | None = None) -> Path:
     cluster = distributed.start(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        # rank 0 alone looks at the run folder: a slower rank could otherwise see the files rank 0 has begun to write
-        decision = run_folder(cfg, resuming=state is not None) if cluster.is_main else None
+        # rank 0 alone looks at the run folder (a slower rank could see the files rank 0 has begun to
+        # write) and tells the others what it decided, a refusal included, so that none waits forever
+        decision = None
+        if cluster.is_main:
+            try:
+                decision = (run_folder(cfg, resuming=state is not None), None)
+            except InputError as exc:
+                decision = (cfg.out, str(exc))
         out, problem = distributed.gather_objects(decision)[0]
         if problem:
             raise InputError(problem)
-        cfg.out = out
-        return _train(cfg, cluster, state)
+        return _train(dataclasses.replace(cfg, out=out), cluster, state)  # the caller's config is left as it was
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         distributed.stop(cluster)
@@ -234,8 +240,8 @@ RUN_FILES = ("best.pt", "last.pt", "log.csv", "loss.png", "config.json", "skippe
 DEFAULT_RUNS = Path("runs") / "train"  # cfg.out "" means the first free one of runs/train, runs/train2, ...
 
 
-def run_folder(cfg: TrainConfig, resuming: bool) -> tuple[str, str | None]:
-    """(the run folder to write, or an error saying why not), decided before any work.
+def run_folder(cfg: TrainConfig, resuming: bool) -> str:
+    """The run folder to write, decided before any work; an InputError says why not.
 
     An --out that already holds a run is refused, so that best.pt and last.pt are never replaced
     without a word: go on with it (--resume), replace it (--overwrite, which first removes the
@@ -244,21 +250,17 @@ def run_folder(cfg: TrainConfig, resuming: bool) -> tuple[str, str | None]:
     """
     if resuming:
         remove_stale_temporaries(cfg.out)  # what the killed run was writing when it stopped
-        return cfg.out, None
+        return cfg.out
     if not cfg.out:
-        return str(numbered_folder(DEFAULT_RUNS)), None
-    out = Path(cfg.out)
-    try:
-        prepare_output_folder(out, "--out", [cfg.data, cfg.init, cfg.teacher, cfg.split, cfg.val_split])
-    except InputError as exc:
-        return cfg.out, str(exc)
+        return str(numbered_folder(DEFAULT_RUNS))
+    out = prepare_output_folder(cfg.out, "--out", [cfg.data, cfg.init, cfg.teacher, cfg.split, cfg.val_split])
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held and not cfg.overwrite:
-        return cfg.out, (f"{out}: holds a run already ({', '.join(held)}); continue it with --resume {out}, "
+        raise InputError(f"{out}: holds a run already ({', '.join(held)}); continue it with --resume {out}, "
                          f"replace it with --overwrite, or choose another --out")
     for name in held:
         (out / name).unlink()
-    return cfg.out, None
+    return cfg.out
 
 
 def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
