@@ -128,6 +128,7 @@ class VideoFile(FrameSource):
         # OpenCV answers "no frame" alike for a damaged frame and for the end of the stream. Within the
         # header's frame count a failure is taken for a damaged frame, up to MAX_BAD_RUN in a row.
         capture = self._open()
+        self.notes = []  # of this reading
         index = read = failed_in_a_row = 0
         bad: list[int] = []
         try:
