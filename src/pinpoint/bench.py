@@ -28,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pinpoint.errors import InputError
 from pinpoint.models.registry import count_parameters, create_model
-from pinpoint.predict import MIRRORS, Detector, TorchBackend, inference_settings
+from pinpoint.backends import TorchBackend
+from pinpoint.predict import MIRRORS, Detector, inference_settings
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -142,7 +143,8 @@ def _make_runners(model: nn.Module, settings: dict[str, Any], name: str, backend
     if "torch" in backends:
         engines["torch"] = TorchBackend(model, torch.device("cpu"))
     if "onnxruntime" in backends:
-        from pinpoint.export import OnnxBackend, onnx_bytes
+        from pinpoint.backends import OnnxBackend
+        from pinpoint.export import onnx_bytes
 
         # In memory, not through a file: the same graph `pinpoint export` writes (BatchNorm folded, opset 17).
         engines["onnxruntime"] = OnnxBackend(onnx_bytes(model, settings, name), threads=threads)

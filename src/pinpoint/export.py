@@ -25,7 +25,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from pinpoint.checkpoints import REQUIRED_SETTINGS, check_inference_settings
+from pinpoint.backends import METADATA_KEY, OnnxBackend, onnx_load_errors
 from pinpoint.errors import InputError, first_line
 from pinpoint.files import prepare_output_file, write_bytes
 from pinpoint.predict import Detector
@@ -34,13 +34,8 @@ DEFAULT_OPSET = 17  # Resize, ReduceMax and every op the seed models use are sta
 # 11 is the first with Resize's half-pixel sampling (what bilinear upsampling does in PyTorch);
 # 20 is the last the TorchScript exporter writes (the dynamo exporter needs onnxscript).
 OPSETS = range(11, 21)
-METADATA_KEY = "pinpoint"  # metadata_props entry holding the inference settings as JSON
 CHECK_TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on export: far below any score difference that matters
 
-_ORT_STATE = ort.capi.onnxruntime_pybind11_state
-# What opening a bad file can raise: onnxruntime's error types derive from Exception directly.
-_LOAD_ERRORS = (_ORT_STATE.Fail, _ORT_STATE.InvalidGraph, _ORT_STATE.InvalidProtobuf, _ORT_STATE.NoSuchFile,
-                _ORT_STATE.InvalidArgument, _ORT_STATE.NotImplemented, json.JSONDecodeError, OSError, RuntimeError)
 
 
 def export_onnx(weights: str | os.PathLike, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
@@ -65,7 +60,7 @@ def export_onnx(weights: str | os.PathLike, out: str | os.PathLike | None = None
         error = check_onnx(data, detector.model) if check else 0.0
     except InputError:
         raise
-    except (RuntimeError, ValueError, onnx.checker.ValidationError, *_LOAD_ERRORS) as exc:
+    except (RuntimeError, ValueError, onnx.checker.ValidationError, *onnx_load_errors()) as exc:
         raise InputError(f"{weights}: ONNX export at opset {opset} failed ({type(exc).__name__}: {first_line(exc)})") from None
     if error > CHECK_TOLERANCE:
         raise InputError(f"{weights}: the ONNX export at opset {opset} differs from PyTorch by {error:.2g} (> {CHECK_TOLERANCE:g});"
@@ -179,47 +174,3 @@ def check_onnx(data: bytes, model: nn.Module, batch: int = 2, seed: int = 0) -> 
     if got.shape != expected.shape:
         return float("inf")
     return float(np.abs(got - expected).max())
-
-
-class OnnxBackend:
-    """The network of an exported .onnx run by onnxruntime on the CPU, behind Detector's backend interface."""
-
-    name = "onnxruntime"
-
-    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, device: str = "cpu",
-                 spinning: bool = False):
-        label = "<bytes>" if isinstance(model, bytes) else str(model)
-        if str(device).startswith("cuda"):
-            raise InputError(f"{label}: --device {device}: this build runs ONNX models on the CPU only")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1  # the graph is a chain: parallelism lives inside each op
-        # Idle workers busy-wait for the next op by default. On a box whose cores are shared (with our own
-        # frame-reading thread, or other processes) that burns the CPU the work needs: measured here, off
-        # made a 256x256 forward 1.5-2.5x faster and stopped it slowing a PyTorch model in the same process 9x.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3  # errors only: no per-session chatter on stderr
-        try:
-            source = model if isinstance(model, bytes) else str(model)
-            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-            raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-            settings = json.loads(raw) if raw else None
-        except _LOAD_ERRORS as exc:
-            raise InputError(f"{label}: not a loadable ONNX model ({type(exc).__name__}: {first_line(exc)})") from None
-        if not isinstance(settings, dict) or not set(REQUIRED_SETTINGS) <= settings.keys():
-            raise InputError(f"{label}: an ONNX model without pinpoint settings; export it with `pinpoint export`")
-        check_inference_settings(settings, label)
-        settings.setdefault("nms_kernel", 3)
-        settings.setdefault("subpixel", True)
-        self.model_name = str(settings.pop("model_name", "onnx"))
-        self.settings = settings
-        self.input_name = self.session.get_inputs()[0].name
-        # 0 means onnxruntime's own default: one thread per physical core.
-        self.threads = int(threads) if threads else (os.cpu_count() or 1)
-
-    def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        return torch.from_numpy(out)

@@ -3,7 +3,7 @@
 A Detector wraps a trained network with the preprocessing and decoding settings it was
 trained with (they travel in the checkpoint), so `load("best.pt").predict("frame.png")`
 needs nothing else. The network runs behind a backend: PyTorch for a checkpoint, onnxruntime
-for an .onnx file written by `pinpoint export` (pinpoint.export); preparation and decoding
+for an .onnx file written by `pinpoint export` (pinpoint.backends); preparation and decoding
 are the same code for both, so both give the same points.
 """
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from pinpoint.backends import Backend, OnnxBackend, TorchBackend
 from pinpoint.checkpoints import load_checkpoint
 from pinpoint.codecs.heatmap import decode
 from pinpoint.codecs.snap import snap_and_merge
@@ -73,33 +74,6 @@ def inference_settings(model: nn.Module, img_size: int, threshold: float, top_k:
             "tta_views": [list(view) for view in views], "snap": snap}
 
 
-class Backend(Protocol):
-    """Runs the network: a prepared batch (B, 1, H, W) float32 -> its raw output as a CPU or device tensor."""
-
-    name: str
-    threads: int
-
-    def __call__(self, batch: np.ndarray) -> torch.Tensor: ...
-
-
-class TorchBackend:
-    """PyTorch eager on a device (the checkpoint path)."""
-
-    name = "torch"
-
-    def __init__(self, model: nn.Module, device: torch.device):
-        self.model = model
-        self.device = device
-
-    @property
-    def threads(self) -> int:
-        return torch.get_num_threads()
-
-    @torch.no_grad()
-    def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        return self.model(torch.from_numpy(batch).to(self.device))
-
-
 class Detector:
     """A trained model ready to find points: `Detector.load(path).predict(image)`."""
 
@@ -126,8 +100,6 @@ class Detector:
         if threads:
             torch.set_num_threads(threads)
         if path.suffix.lower() == ".onnx":
-            from pinpoint.export import OnnxBackend
-
             check_regular_file(path, "ONNX model")
 
             backend = OnnxBackend(path, threads=threads, device=device)
