@@ -341,12 +341,11 @@ CONSUMERS: dict[str, Callable[[Path, Path, Path], list[object]]] = {
     "export": lambda pt, data, tmp: ["export", "--weights", pt, "--out", tmp / "x.onnx"],
     "bench": lambda pt, data, tmp: ["bench", "--weights", pt, "--backend", "torch", "--batch", 1, "--seconds", 0.05],
     "train --init": lambda pt, data, tmp: train_args(data, tmp / "run", "--init", pt),
-    "train --teacher": lambda pt, data, tmp: train_args(data, tmp / "run", "--teacher", pt),
 }
 
 
 @row("A checkpoint (.pt) whose pickle calls Python code when loaded (exec, os.system), given to detect, eval, "
-     "export, bench, train --init / --teacher / --resume, annotate --weights or pinpoint.load()",
+     "export, bench, train --init / --resume, annotate --weights or pinpoint.load()",
      "Refused before any of it runs (torch.load with weights_only=True): one line naming the file and the call it asks for")
 @pytest.mark.parametrize("verb", CONSUMERS)
 def test_a_checkpoint_that_would_run_code_is_refused(verb: str, weights: Path, tmp_path: Path, capsys) -> None:

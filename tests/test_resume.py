@@ -20,7 +20,7 @@ from pinpoint.train import autocast_dtype, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # 20 training images, batch 4: 5 batches per epoch, a resumable last.pt after batches 2 and 4
-SETTINGS = dict(model="heatmap", img_size=0, crop_size=32, sigma=1.5, loss="weighted-mse", epochs=2, batch=4, lr=3e-3,
+SETTINGS = dict(model="heatmap", img_size=0, crop_size=32, sigma=1.5, loss="focal", epochs=2, batch=4, lr=3e-3,
                 lr_step=1, lr_gamma=0.5, device="cpu", workers=0, progress=False, deterministic=True, save_every_steps=2)
 KILL_AT = (1, 2)  # (epochs done, batches done in the next one) of the checkpoint after which the run is killed
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
-import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,14 @@ from pinpoint.checkpoints import load_checkpoint
 from pinpoint.config import TrainConfig
 from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
-from pinpoint.train import ground_truth, split_stems, train, training_loss
+from pinpoint.train import ground_truth, split_stems, train
 
 
 @pytest.fixture(scope="module")
 def heatmap_run(spot_data: Path, tmp_path_factory) -> Path:
     cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
-                      out=str(tmp_path_factory.mktemp("run")), model="heatmap", img_size=0, crop_size=64, sigma=1.5,
-                      loss="weighted-mse", epochs=15, batch=8, lr=3e-3, schedule="step", lr_step=10, lr_gamma=0.1,
+                      out=str(tmp_path_factory.mktemp("run")), model="pinnet-s2d-gated", img_size=0, crop_size=64, sigma=1.5,
+                      loss="focal", epochs=15, batch=8, lr=3e-3, schedule="step", lr_step=10, lr_gamma=0.1,
                       rot90=False, intensity_jitter=0.0, progress=False)
     return train(cfg)
 
@@ -51,8 +50,8 @@ def test_step_schedule_really_steps(heatmap_run: Path) -> None:
 
 def test_checkpoint_alone_finds_the_planted_targets(heatmap_run: Path, spot_data: Path) -> None:
     ckpt = load_checkpoint(heatmap_run / "best.pt")
-    assert ckpt["model_name"] == "heatmap" and ckpt["config"]["sigma"] == 1.5
-    assert 0.01 <= ckpt["inference"]["threshold"] <= 1.0  # tuned on the validation split
+    assert ckpt["model_name"] == "pinnet-s2d-gated" and ckpt["config"]["sigma"] == 1.5
+    assert 0.01 <= ckpt["inference"]["threshold"] <= 1.0  # cut on the training and validation images
     scores = evaluate_dataset(spot_data, spot_data / "test.txt", weights=str(heatmap_run / "best.pt"), distances=(3.0,), device="cpu")[3.0]
     assert scores.targets > 0
     assert scores.Pd >= 0.9 and scores.precision >= 0.9
@@ -119,24 +118,12 @@ def test_checkpoint_carries_thresholds_cut_on_every_training_image(heatmap_run: 
     averaged = Detector.load(heatmap_run / "best.pt", device="cpu")
     averaged.settings["tta"] = True  # what detect --tta does
     assert averaged.threshold == averaged.settings["tta_threshold"]
-    # both are the cuts the training and validation images give (threshold_images="all", the default)
+    # both are the cuts the training and validation images give
     images = load_samples(spot_data, spot_data / "train.txt") + load_samples(spot_data, spot_data / "val.txt")
     for detector in (plain, averaged):
         found = detector.predict_batch([s.image for s in images], conf=0.01)
         assert detector.threshold == best_threshold(found, ground_truth(images), 3.0, smooth=0.1).threshold
         assert 0 < detector.threshold < 1
-
-
-def test_threshold_images_val_keeps_the_validation_cut(spot_data: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
-                      out=str(tmp_path / "run"), model="heatmap", crop_size=64, epochs=3, threshold_images="val",
-                      intensity_jitter=0.0, progress=False)
-    run = train(cfg)
-    ckpt = load_checkpoint(run / "best.pt")
-    assert ckpt["inference"]["threshold"] == read_log(run)[-1]["val_threshold"]  # the kept (last) epoch's own cut
-    assert "tta_threshold" in ckpt["inference"]
-    with pytest.raises(InputError, match="--threshold-images"):
-        train(dataclasses.replace(cfg, threshold_images="train"))
 
 
 def test_views_are_the_symmetries_training_augmented_with() -> None:
@@ -227,64 +214,10 @@ def test_weight_average_follows_the_ramped_decay() -> None:
     assert ema.module[1].num_batches_tracked == model[1].num_batches_tracked
 
 
-@pytest.mark.parametrize("teacher_weight", [1.0, 0.0])
-def test_the_distillation_term_teaches_what_the_labels_do_not_say(teacher_weight: float) -> None:
-    # No labelled target anywhere: only the teacher's map (bright where the input is bright) can
-    # make the network score those pixels; with weight 0 the labels alone push everything to 0.
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1),
-                              torch.nn.Sigmoid())
-    images = torch.randn(4, 1, 32, 32)
-    teacher = (images > 1.5).float() * 0.8
-    targets = torch.cat([torch.zeros_like(teacher), teacher], dim=1)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = training_loss("heatmap", net(images), targets, torch.ones(4), "focal", teacher_weight=teacher_weight)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        pred = net(images)
-    taught, background = pred[teacher > 0].mean().item(), pred[teacher == 0].mean().item()
-    assert background < 0.1
-    assert taught > 0.25 if teacher_weight else taught < 0.05, (taught, background)
-
-
-def test_a_run_with_a_teacher_records_it(heatmap_run: Path, spot_data: Path, tmp_path: Path) -> None:
-    teacher = str(heatmap_run / "best.pt")
-    run = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
-                            out=str(tmp_path), model="heatmap", crop_size=64, epochs=2, teacher=teacher, progress=False))
-    assert json.loads((run / "config.json").read_text())["teacher"] == teacher
-    assert len(read_log(run)) == 2
-
-
-@pytest.mark.parametrize("change, message", [
-    (dict(paste=1), "without --paste"),
-    (dict(img_size=64), "on crops"),
-    (dict(model="regression", img_size=64), "heatmap model"),
-    (dict(teacher_weight=-1.0), "--teacher-weight -1.0: must be a number >= 0"),
-])
-def test_distillation_settings_are_refused_up_front(heatmap_run: Path, spot_data: Path, tmp_path: Path,
-                                                    change: dict, message: str) -> None:
-    cfg = TrainConfig(**{**dict(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path), model="heatmap",
-                                crop_size=64, epochs=1, teacher=str(heatmap_run / "best.pt"), progress=False), **change})
-    with pytest.raises(InputError, match=message):
-        train(cfg)
-
-
-def test_a_teacher_trained_on_resized_images_is_refused(spot_data: Path, tmp_path: Path) -> None:
-    resized = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path / "resized"),
-                                model="heatmap", img_size=64, epochs=1, progress=False))
-    cfg = TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), out=str(tmp_path / "student"),
-                      model="heatmap", crop_size=64, epochs=1, teacher=str(resized / "best.pt"), progress=False)
-    with pytest.raises(InputError, match="native resolution"):
-        train(cfg)
-
-
 def test_init_starts_from_a_checkpoints_weights(heatmap_run: Path, spot_data: Path, tmp_path: Path) -> None:
     # lr 0 and no weight average: what best.pt holds after one epoch is exactly what training started from
     run = train(TrainConfig(data=str(spot_data), split=str(spot_data / "train.txt"), val_split=str(spot_data / "val.txt"),
-                            out=str(tmp_path), model="heatmap", crop_size=64, epochs=1, lr=0.0, ema=0.0,
+                            out=str(tmp_path), model="pinnet-s2d-gated", crop_size=64, epochs=1, lr=0.0, ema=0.0,
                             init=str(heatmap_run / "best.pt"), progress=False))
     source = load_checkpoint(heatmap_run / "best.pt")["model"]
     started = load_checkpoint(run / "best.pt")["model"]
@@ -305,22 +238,10 @@ def test_init_from_another_network_or_no_file_is_refused(heatmap_run: Path, spot
         train(cfg)
 
 
-def test_best_pt_holds_the_final_epoch_unless_asked_for_the_best_validation_one(heatmap_run: Path) -> None:
-    from pinpoint.train import _best_epoch
-
-    assert load_checkpoint(heatmap_run / "best.pt")["epoch"] == len(read_log(heatmap_run)) == 15
-    history = [{"epoch": 1, "val_f1": 0.90, "val_ap": 0.9, "val_loss": 1.0, "train_loss": 2.0},
-               {"epoch": 2, "val_f1": 0.95, "val_ap": 0.8, "val_loss": 0.9, "train_loss": 1.5},  # a lucky epoch
-               {"epoch": 3, "val_f1": 0.92, "val_ap": 0.9, "val_loss": 0.8, "train_loss": 1.0}]
-    assert _best_epoch(history, has_val=True, keep="last") == 3
-    assert _best_epoch(history, has_val=True, keep="best") == 2
-    assert _best_epoch(history, has_val=False, keep="best") == 3  # the lowest training loss
-
-
-def test_an_unknown_keep_rule_is_refused(spot_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="--keep"):
-        train(TrainConfig(data=str(spot_data), out=str(tmp_path), model="heatmap", crop_size=64, epochs=1,
-                          keep="median", progress=False))
+def test_best_pt_holds_the_final_epoch(heatmap_run: Path) -> None:
+    best, last = load_checkpoint(heatmap_run / "best.pt"), load_checkpoint(heatmap_run / "last.pt")
+    assert best["epoch"] == last["epoch"] == len(read_log(heatmap_run)) == 15
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
 
 
 def test_init_from_an_exported_onnx_file_is_refused(heatmap_run: Path, spot_data: Path, tmp_path: Path) -> None:
@@ -333,7 +254,14 @@ def test_init_from_an_exported_onnx_file_is_refused(heatmap_run: Path, spot_data
         train(cfg)
 
 
-def test_a_config_saved_before_keep_existed_reads_as_best() -> None:
-    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "keep"}  # what an older checkpoint holds
-    assert TrainConfig.from_dict(old).keep == "best"  # a resumed old run goes on keeping its best epoch
-    assert TrainConfig.from_dict(TrainConfig().to_dict()).keep == "last"
+@pytest.mark.parametrize("saved, refused", [
+    ({"paste": 3}, "paste = 3"), ({"teacher": "x3/best.pt"}, "teacher = 'x3/best.pt'"), ({"keep": "best"}, "keep = 'best'"),
+    ({"threshold_images": "val"}, "threshold_images = 'val'"), ({"scale_jitter": 0.3}, "scale_jitter = 0.3"),
+])
+def test_a_saved_run_with_a_removed_setting_names_it(saved: dict, refused: str) -> None:
+    # a run that used a removed lever cannot go on as it began; left at its off value, it is dropped
+    current = TrainConfig().to_dict()
+    with pytest.raises(InputError, match=f"^runs/x/last.pt: setting {re.escape(refused)} is no longer supported"):
+        TrainConfig.from_dict({**current, **saved}, "runs/x/last.pt")
+    off = {"paste": 0, "dim": 0.0, "teacher": "", "keep": "last", "threshold_images": "all", "weight_decay": 0.0}
+    assert TrainConfig.from_dict({**current, **off}) == TrainConfig()

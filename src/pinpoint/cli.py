@@ -117,90 +117,55 @@ def add_synth(verbs) -> None:
 
 
 def add_train(verbs) -> None:
-    defaults, choices = TrainConfig(), choices_of()
-    p = verbs.add_parser("train", help="train a model on a folder of images with point labels")
-    p.add_argument("--data", help="folder with images/ and labels/ (required unless --resume)")
-    p.add_argument("--split", help="file of training stems (default: every image)")
-    p.add_argument("--val-split", help="file of validation stems (default: a seeded 10%% of the training stems)")
-    p.add_argument("--model", default=defaults.model, choices=choices["model"], metavar="NAME",
-                   help=f"model name: {', '.join(choices['model'])}")
-    p.add_argument("--epochs", type=setting("epochs"), default=defaults.epochs, help="passes over the training images")
-    p.add_argument("--batch", type=setting("batch"), default=defaults.batch,
-                   help="GLOBAL batch size: under torchrun each of the N processes takes batch / N")
-    p.add_argument("--lr", type=setting("lr"), default=defaults.lr, help="peak learning rate (Adam)")
-    p.add_argument("--img-size", type=setting("img_size"), default=defaults.img_size,
-                   help="resize every image to this square size; 0 = native size with crops")
-    p.add_argument("--crop-size", type=setting("crop_size"), default=defaults.crop_size, help="crop side when --img-size 0")
-    p.add_argument("--paste", type=setting("paste"), default=defaults.paste,
-                   help="copy-paste: add up to N targets cut from other training images to each crop")
-    p.add_argument("--dim", type=setting("dim"), default=defaults.dim,
-                   help="fade half the targets of each crop to a random 1-D..100%% of their contrast, so faint ones "
-                        "are learnt too; 0 = off")
-    p.add_argument("--scale-jitter", type=setting("scale_jitter"), default=defaults.scale_jitter,
-                   help="zoom crops by a random factor in [1/(1+J), 1+J]")
-    p.add_argument("--sigma", type=setting("sigma"), default=defaults.sigma,
-                   help="gaussian width of the heatmap target, in model-input pixels")
-    p.add_argument("--blob-sigma", type=setting("blob_sigma"), default=defaults.blob_sigma,
-                   help="widen each target's gaussian to this many times its bright blob's radius, at least "
-                        "--sigma (extended targets); 0 = off")
-    p.add_argument("--loss", default=defaults.loss, choices=choices["loss"], help="heatmap loss")
-    p.add_argument("--keep", choices=choices["keep"], default=defaults.keep,
-                   help="the epoch best.pt holds: last (default; validation still picks the snap choice) or best (highest validation F1)")
-    p.add_argument("--init", default=defaults.init, metavar="CKPT",
-                   help="start from this checkpoint's weights (fine-tuning); the same --model it was trained with")
-    p.add_argument("--teacher", default=defaults.teacher, metavar="CKPT",
-                   help="distillation: also learn this trained heatmap model's heatmaps of the training images "
-                        "(e.g. a pinnet-s2d-x3 run's best.pt)")
-    p.add_argument("--teacher-weight", type=setting("teacher_weight"), default=defaults.teacher_weight,
-                   help="weight of the distillation term against the label loss")
-    p.add_argument("--schedule", default=defaults.schedule, choices=choices["schedule"], help="learning-rate schedule")
-    p.add_argument("--nms-kernel", type=setting("nms_kernel"), default=defaults.nms_kernel,
-                   help="odd window of the peak suppression, stored in the checkpoint for detect and eval")
-    p.add_argument("--ema", type=setting("ema"), default=defaults.ema,
-                   help="decay of the moving average of the weights that is validated and saved; 0 = off")
-    p.add_argument("--lr-step", type=setting("lr_step"), default=defaults.lr_step,
-                   help="epochs between learning-rate drops (step schedule)")
-    p.add_argument("--lr-gamma", type=setting("lr_gamma"), default=defaults.lr_gamma, help="learning-rate factor at each drop")
-    p.add_argument("--seed", type=setting("seed"), default=defaults.seed, help="seed of the weights, crops and validation carve-out")
-    p.add_argument("--workers", type=setting("workers"), default=defaults.workers, help="data-loading worker processes")
-    p.add_argument("--device", default=defaults.device,
-                   help=DEVICE_HELP + "; under torchrun give auto or cuda: each process takes cuda:LOCAL_RANK")
-    p.add_argument("--amp", default=defaults.amp, choices=choices["amp"],
-                   help="mixed precision: auto = bf16 on CUDA (fp16 with loss scaling on GPUs without bf16), "
-                        "off on the CPU; fp16 needs CUDA")
-    p.add_argument("--no-channels-last", action="store_true",
-                   help="keep the NCHW memory layout on CUDA (channels_last is the default there; the CPU always uses NCHW)")
-    p.add_argument("--tta", action="store_true",
-                   help="make averaging the heatmaps of the image's turned and mirrored views (those training "
-                        "augmented with: 8 by default) the checkpoint's default in detect and eval (8x slower "
-                        "inference); every checkpoint carries a threshold chosen for it, so detect --tta works without this")
-    p.add_argument("--threshold-smoothing", type=setting("threshold_smoothing"), default=defaults.threshold_smoothing,
-                   help="choose the stored threshold where F1 averaged over +-this score window is highest; "
-                        "0 = the single best cut")
-    p.add_argument("--threshold-images", choices=choices["threshold_images"], default=defaults.threshold_images,
-                   help="choose the stored thresholds, once training ends, on every training and validation image "
-                        "(all) or on the validation images alone (val)")
-    p.add_argument("--snap", action=argparse.BooleanOptionalAction, default=defaults.snap,
-                   help="move each point to the intensity centroid of the bright blob it sits on (points on one "
-                        "blob become one), if validation F1 rises, or holds while the localisation error falls "
-                        "(stored in the checkpoint); --no-snap keeps the heatmap's peaks")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic kernels: a rerun or a resumed run gives bit-identical weights on the CPU (slower)")
-    p.add_argument("--save-every-steps", type=setting("save_every_steps"), default=defaults.save_every_steps, metavar="K",
-                   help="also write a resumable last.pt every K batches inside an epoch (default 0: at epoch ends only)")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its last.pt with its saved settings; "
-                        "only --device, --workers and --no-progress are taken from this command")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave out unreadable images and malformed labels instead of stopping; they are listed at the end "
-                        "and in RUN/skipped.txt")
-    p.add_argument("--out", default=defaults.out,
-                   help="run folder for checkpoints, log and curves (default: the first free one of runs/train, runs/train2, ...)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in --out (without it, an --out holding best.pt or last.pt is refused)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.epilog = ("several processes: torchrun --nproc-per-node N -m pinpoint train ... runs DistributedDataParallel "
-                "(gloo on CPU, nccl on CUDA); rank 0 writes the run folder")
+    d, choices = TrainConfig(), choices_of()
+    p = verbs.add_parser("train", help="train a model on a folder of images with point labels",
+                         usage="pinpoint train --data DIR [options]  |  pinpoint train --resume RUN_DIR",
+                         epilog="Several processes: torchrun --nproc-per-node N -m pinpoint train ... "
+                                "When to touch what: docs/user-guide.md.")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="DIR", help="images/ and labels/ (required unless --resume)")
+    g.add_argument("--split", metavar="FILE", help="training stems (default: every image)")
+    g.add_argument("--val-split", metavar="FILE", help="validation stems (default: 10%% of the training ones)")
+    g.add_argument("--skip-bad", action="store_true", help="leave out unreadable files, listed at the end")
+    g.add_argument("--out", metavar="DIR", default=d.out, help="run folder (default: the first free runs/trainN)")
+    g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=d.model, choices=choices["model"], metavar="NAME", help=", ".join(choices["model"]))
+    g.add_argument("--init", default=d.init, metavar="CKPT", help="fine-tune from this checkpoint (same --model)")
+    g.add_argument("--sigma", type=setting("sigma"), default=d.sigma, metavar="PX", help="heatmap target's gaussian width")
+    g.add_argument("--blob-sigma", type=setting("blob_sigma"), default=d.blob_sigma, metavar="K",
+                   help="gaussian >= K x blob radius; 0 = off")
+    g.add_argument("--loss", default=d.loss, choices=choices["loss"], metavar="NAME", help="focal or mse")
+    g = p.add_argument_group("augmentation")
+    g.add_argument("--crop-size", type=setting("crop_size"), default=d.crop_size, metavar="PX",
+                   help="crops at native size (half near targets)")
+    g.add_argument("--img-size", type=setting("img_size"), default=d.img_size, metavar="PX",
+                   help="resize to PX x PX instead; 0 = crops")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--epochs", type=setting("epochs"), default=d.epochs, metavar="N", help="passes over the images")
+    g.add_argument("--batch", type=setting("batch"), default=d.batch, metavar="N", help="global batch size")
+    g.add_argument("--lr", type=setting("lr"), default=d.lr, help="peak learning rate (Adam)")
+    g.add_argument("--schedule", default=d.schedule, choices=choices["schedule"], metavar="NAME", help="cosine or step")
+    g.add_argument("--lr-step", type=setting("lr_step"), default=d.lr_step, metavar="N", help="epochs between drops (step)")
+    g.add_argument("--lr-gamma", type=setting("lr_gamma"), default=d.lr_gamma, metavar="F", help="factor at each drop (step)")
+    g.add_argument("--ema", type=setting("ema"), default=d.ema, metavar="D", help="weight-average decay; 0 = off")
+    g.add_argument("--seed", type=setting("seed"), default=d.seed, metavar="N", help="seed of weights, crops, validation")
+    g = p.add_argument_group("decoding (stored in the checkpoint)")
+    g.add_argument("--nms-kernel", type=setting("nms_kernel"), default=d.nms_kernel, metavar="K", help="odd peak window")
+    g.add_argument("--snap", action=argparse.BooleanOptionalAction, default=d.snap, help="snap points to blob centroids")
+    g.add_argument("--threshold-smoothing", type=setting("threshold_smoothing"), default=d.threshold_smoothing, metavar="W",
+                   help="cut where F1 averaged over +-W is highest")
+    g.add_argument("--tta", action="store_true", help="average 8 turned and mirrored views (8x slower)")
+    g = p.add_argument_group("devices and reliability")
+    g.add_argument("--device", default=d.device, metavar="DEV", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--amp", default=d.amp, choices=choices["amp"], metavar="NAME", help="auto, off, bf16 or fp16")
+    g.add_argument("--no-channels-last", action="store_true", help="keep NCHW on CUDA")
+    g.add_argument("--workers", type=setting("workers"), default=d.workers, metavar="N", help="data-loading processes")
+    g.add_argument("--deterministic", action="store_true", help="bit-identical on the CPU (slower)")
+    g.add_argument("--save-every-steps", type=setting("save_every_steps"), default=d.save_every_steps, metavar="K",
+                   help="also save last.pt every K batches")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last.pt")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train)
 
 
@@ -353,15 +318,14 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
-    cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, model=args.model, epochs=args.epochs,
-                      batch=args.batch, lr=args.lr, img_size=args.img_size, crop_size=args.crop_size, paste=args.paste,
-                      scale_jitter=args.scale_jitter, sigma=args.sigma, loss=args.loss, schedule=args.schedule,
-                      lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema, nms_kernel=args.nms_kernel, seed=args.seed,
-                      workers=args.workers, device=args.device, out=args.out, progress=not args.no_progress,
-                      amp=args.amp, channels_last=not args.no_channels_last, deterministic=args.deterministic,
-                      save_every_steps=args.save_every_steps, skip_bad=args.skip_bad, tta=args.tta, snap=args.snap,
-                      threshold_smoothing=args.threshold_smoothing, threshold_images=args.threshold_images, teacher=args.teacher, teacher_weight=args.teacher_weight,
-                      blob_sigma=args.blob_sigma, dim=args.dim, init=args.init, keep=args.keep, overwrite=args.overwrite)
+    cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, out=args.out, overwrite=args.overwrite,
+                      skip_bad=args.skip_bad, model=args.model, init=args.init, sigma=args.sigma, blob_sigma=args.blob_sigma,
+                      loss=args.loss, crop_size=args.crop_size, img_size=args.img_size, epochs=args.epochs, batch=args.batch,
+                      lr=args.lr, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema,
+                      seed=args.seed, nms_kernel=args.nms_kernel, snap=args.snap, threshold_smoothing=args.threshold_smoothing,
+                      tta=args.tta, device=args.device, amp=args.amp, channels_last=not args.no_channels_last,
+                      workers=args.workers, deterministic=args.deterministic, save_every_steps=args.save_every_steps,
+                      progress=not args.no_progress)
     train(cfg)
     return 0
 

@@ -89,35 +89,21 @@ class TrainConfig:
     # augmentation
     flip: bool = True  # left-right flips
     # up-down flips and random quarter turns; both off keep every crop upright (sky above ground), a clue
-    # to tell clutter from targets that on NUAA-SIRST was worth less than the turned crops (benchmarks/README.md, -upright)
+    # to tell clutter from targets that on NUAA-SIRST was worth less than the turned crops (docs/research-log.md, -upright)
     vflip: bool = True
     rot90: bool = True
-    scale_jitter: float = 0.0  # crops zoomed by a log-uniform factor in [1 / (1 + j), 1 + j]; 0 = native scale only
-    paste: int = 0  # copy-paste: up to this many targets from other training images added to each crop; 0 = off
-    # each target in a crop, with probability 1/2, keeps only a share in [1 - dim, 1] of its contrast over
-    # its surroundings: the net sees the faint versions of its few hundred targets; 0 = off (on NUAA-SIRST
-    # it did not raise F1: benchmarks/README.md, -dim0.6)
-    dim: float = 0.0
     intensity_jitter: float = 0.1  # random gain and offset strength (log-normal gain, normal offset), 0 = off
     # target and loss
     sigma: float = 2.0  # gaussian width in model-input pixels (the seed used radius 30, i.e. sigma ~10)
     # > 0: each target's gaussian widens to this many times the radius of its bright blob in the crop
     # (codecs.snap.blob_radii; sigma stays the floor), so an extended target is not a 2 px needle to hit
     blob_sigma: float = 1.0
-    loss: str = "focal"  # "focal" (CenterNet), "weighted-mse" or "mse" (the seed's)
-    # distillation: a trained heatmap checkpoint (e.g. a pinnet-s2d-x3 run's best.pt) whose heatmaps of the
-    # training images the model also learns, beside the labels' gaussians; "" = off (losses.distillation_terms)
-    teacher: str = ""
-    teacher_weight: float = 1.0  # weight of the distillation term against the label loss
+    loss: str = "focal"  # "focal" (CenterNet) or "mse" (the seed's)
     # optimisation
     epochs: int = 100
     batch: int = 8
     lr: float = 2e-3
-    weight_decay: float = 0.0
     ema: float = 0.995  # decay of the moving average of the weights that validation and checkpoints use; 0 = off
-    # which epoch best.pt holds: "last" (the final weights; validation still sets snapping)
-    # or "best" (the highest validation F1): on a few dozen validation targets the best epoch is mostly the luckiest
-    keep: str = "last"
     schedule: str = "cosine"  # "cosine" (to 1% of lr) or "step" (x lr_gamma every lr_step epochs, the seed's)
     lr_step: int = 10
     lr_gamma: float = 0.1
@@ -125,15 +111,10 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes; 0 loads in the main process
     device: str = "auto"  # auto | cpu | cuda | cuda:i
     # decoding (stored in the checkpoint as the defaults of detect)
-    threshold: float = 0.3  # minimal peak score; replaced by the best F1 threshold (threshold_images) when tune_threshold
-    tune_threshold: bool = True
-    # the threshold maximises F1 (on threshold_images) averaged over +-threshold_smoothing around it
-    # (metrics.best_threshold): with a few dozen targets the single best cut is often the edge of a lucky step; 0 = that cut
+    threshold: float = 0.3  # minimal peak score; replaced once training ends by the cut chosen on every training image
+    # the threshold maximises F1 averaged over +-threshold_smoothing around it (metrics.best_threshold):
+    # with a few dozen targets the single best cut is often the edge of a lucky step; 0 = that cut
     threshold_smoothing: float = 0.1
-    # the images the stored thresholds are chosen on, once training ends: "all" (the training images with the
-    # validation ones: ten times the targets of a 10% validation split, whose single cut can be a lucky step) or
-    # "val" (the validation images alone, the rule before; benchmarks/README.md, -trainthr)
-    threshold_images: str = "all"
     # make averaging the heatmaps of the image's views that training augmented with (predict.tta_views:
     # with the default flips and quarter turns, all 8) the checkpoint's default in detect and eval: 8x
     # slower. Every checkpoint carries a threshold for it (train.store_thresholds), so --tta works on any
@@ -168,10 +149,14 @@ class TrainConfig:
                 raise InputError(f"{option_name(name)} {value}: choose one of {', '.join(choices)}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """The config of a saved run. A setting removed since, left at what it did when off, is
+        dropped; at any other value the run cannot go on as it began: an InputError names it."""
+        for name, off in REMOVED.items():
+            if name in values and values[name] != off:
+                raise InputError(f"{source}: setting {name} = {values[name]!r} is no longer supported "
+                                 f"(removed: it did not help on any dataset measured; docs/research-log.md)")
         known = {f.name for f in fields(cls)}
-        # runs saved before `keep` existed kept the best validation epoch; a resumed one goes on doing so
-        values = {"keep": "best", **values}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -183,17 +168,12 @@ RULES: dict[str, Rule] = {
     "img_size": Rule(int, 0),
     "crop_size": Rule(int, 1),
     "crop_on_target": Rule(float, 0, 1),
-    "scale_jitter": Rule(float, 0),
-    "paste": Rule(int, 0),
-    "dim": Rule(float, 0, 1),
     "intensity_jitter": Rule(float, 0),
     "sigma": Rule(float, 0, low_open=True),
     "blob_sigma": Rule(float, 0),
-    "teacher_weight": Rule(float, 0),
     "epochs": Rule(int, 1),
     "batch": Rule(int, 1),
     "lr": Rule(float, 0),
-    "weight_decay": Rule(float, 0),
     "ema": Rule(float, 0, 1, high_open=True),
     "lr_step": Rule(int, 1),
     "lr_gamma": Rule(float, 0, low_open=True),
@@ -212,10 +192,25 @@ def choices_of() -> dict[str, tuple[str, ...]]:
     """The settings that name one of a few things, with those things (the models from the registry)."""
     from pinpoint.models.registry import MODELS
 
-    return {"model": tuple(MODELS), "loss": ("focal", "weighted-mse", "mse"), "keep": ("last", "best"),
-            "schedule": ("cosine", "step"), "amp": ("auto", "off", "bf16", "fp16"), "threshold_images": ("all", "val")}
+    return {"model": tuple(MODELS), "loss": ("focal", "mse"), "schedule": ("cosine", "step"), "amp": ("auto", "off", "bf16", "fp16")}
 
 
 def option_name(name: str) -> str:
     """The command-line flag of a setting: top_k -> --top-k."""
     return "--" + name.replace("_", "-")
+
+
+# Settings removed because they were off by default and did not help on any dataset measured, each
+# with the value at which it did nothing. A saved run that used one at another value cannot be
+# resumed as it began (TrainConfig.from_dict says which); the measurements are in docs/research-log.md.
+REMOVED: dict[str, Any] = {
+    "paste": 0,  # copy-paste of targets between crops
+    "dim": 0.0,  # fading targets to a share of their contrast
+    "scale_jitter": 0.0,  # zoomed crops
+    "teacher": "",  # distillation from a trained model's heatmaps
+    "teacher_weight": 1.0,
+    "weight_decay": 0.0,
+    "keep": "last",  # best.pt holding the best validation epoch instead of the final one
+    "threshold_images": "all",  # thresholds cut on the validation images alone
+    "tune_threshold": True,  # a fixed threshold instead of one chosen on the data
+}

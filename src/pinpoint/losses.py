@@ -1,5 +1,5 @@
-"""Training losses. A heatmap of a tiny target is >99.9% background, which is why the
-weighted and focal variants exist beside the seed's plain MSE."""
+"""Training losses. A heatmap of a tiny target is >99.9% background, which is why the focal loss
+is the default beside the seed's plain MSE."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ def heatmap_loss_terms(pred: torch.Tensor, target: torch.Tensor, kind: str = "ms
     """(sum of the loss terms, what to divide it by) between heatmaps (B, 1, H, W) in [0, 1].
 
     Kept apart so that several processes can divide by the normaliser of the whole global batch.
-    mse:           the seed's plain mean squared error (normaliser: the pixel count).
-    weighted-mse:  squared error weighted by 1 + 100 * target, so the few pixels near targets
-                   count about as much in total as the vast background.
-    focal:         CenterNet's penalty-reduced focal loss (Law & Deng 2018, alpha 2, beta 4),
-                   normalised by the number of targets.
+    mse:    the seed's plain mean squared error (normaliser: the pixel count).
+    focal:  CenterNet's penalty-reduced focal loss (Law & Deng 2018, alpha 2, beta 4),
+            normalised by the number of targets.
     """
     if kind == "mse":
         return ((pred - target) ** 2).sum(), torch.tensor(float(pred.numel()), device=pred.device)
-    if kind == "weighted-mse":
-        return ((1 + 100 * target) * (pred - target) ** 2).sum(), torch.tensor(float(pred.numel()), device=pred.device)
     if kind == "focal":
         pred = pred.clamp(1e-4, 1 - 1e-4)
         # the pixel nearest each fractional centre is the local maximum of the target
@@ -28,21 +24,7 @@ def heatmap_loss_terms(pred: torch.Tensor, target: torch.Tensor, kind: str = "ms
         positive = -((1 - pred) ** 2) * torch.log(pred) * centre
         negative = -((1 - target) ** 4) * (pred**2) * torch.log(1 - pred) * ~centre
         return positive.sum() + negative.sum(), centre.sum().float()
-    raise ValueError(f"unknown heatmap loss {kind!r}; choose mse, weighted-mse or focal")
-
-
-def distillation_terms(pred: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """Sum over pixels of the quality focal loss (Li et al. 2020, beta 2) between heatmaps in [0, 1]
-    and a teacher's heatmaps `soft` of the same images: binary cross-entropy against the teacher's
-    score, scaled by the squared gap, so the vast background the two agree on adds almost nothing.
-
-    Why: an ensemble's averaged heatmap scores what its members disagree on (clutter) lower and
-    faint targets they agree on higher than any one member does; a single network trained towards
-    it keeps part of that at a third of the cost. Divided by the label loss's normaliser.
-    """
-    pred = pred.clamp(1e-4, 1 - 1e-4)
-    cross_entropy = -(soft * torch.log(pred) + (1 - soft) * torch.log(1 - pred))
-    return ((soft - pred) ** 2 * cross_entropy).sum()
+    raise ValueError(f"unknown heatmap loss {kind!r}; choose mse or focal")
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:

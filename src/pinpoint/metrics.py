@@ -407,7 +407,7 @@ def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max
     grid of 0.005 from 0 to 1, scores assumed in [0, 1]). Why: on a few dozen validation targets
     F1 moves in steps of several hundredths from one cut to the next, and the single best cut is
     often the edge of a lucky step; the centre of a broad high plateau transfers better to new
-    images (NUAA-SIRST, 25 trained runs: test F1 0.912 against 0.905 on average, benchmarks/README.md).
+    images (NUAA-SIRST, 25 trained runs: test F1 0.912 against 0.905 on average, docs/research-log.md).
     Raises ValueError without targets (F1 cannot rank cuts) or without predictions (nothing to cut).
     """
     if len(predictions) != len(targets):

@@ -56,7 +56,7 @@ def tta_views(flip: bool, vflip: bool, rot90: bool) -> list[View]:
 
     Why those: a network trained on quarter turns and mirrors of its crops has learned each of them
     as well as the others, so its heatmaps of the 8 views differ only by its own errors, which
-    averaging cancels (on NUAA-SIRST: AP +0.014 and F1 +0.009 over 17 runs; benchmarks/README.md). A view it was
+    averaging cancels (on NUAA-SIRST: AP +0.014 and F1 +0.009 over 17 runs; docs/research-log.md). A view it was
     never trained on (a scene upside down, for a model kept upright) would add errors instead.
     """
     if rot90:
@@ -107,9 +107,8 @@ class Detector:
         ckpt = load_checkpoint(path)
         try:
             model = create_model(ckpt["model_name"], **ckpt["model_args"])
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{path}: its model arguments {ckpt['model_args']} are not ones this version of pinpoint's "
-                             f"{ckpt['model_name']} takes ({first_line(exc)})") from None
+        except (TypeError, ValueError) as exc:  # a removed model argument is named by create_model
+            raise InputError(f"{path}: {first_line(exc)}") from None
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:

@@ -3,8 +3,8 @@
 Each epoch: shuffle, augment, step the optimizer over the training split; step the schedule;
 score the validation split as a detector (F1 at cfg.match_px, AP), which sets the detection
 threshold stored as the default of `detect`; write last.pt and best.pt (the weights to use: the
-final epoch's, or with cfg.keep = "best" the epoch of the best validation F1), the CSV log and
-the loss curve.
+final epoch's), the CSV log and the loss curve. Once training ends, the detection thresholds are cut
+on every training and validation image and stored in best.pt (store_thresholds).
 
 Several processes (torchrun): cfg.batch is the GLOBAL batch. Each process takes its share of
 every global batch and DistributedDataParallel averages the gradients, with BatchNorm statistics
@@ -12,8 +12,8 @@ synchronised, so N processes take the same steps as one process with the same ba
 alone validates and writes files; the others wait at a barrier.
 
 With cfg.ema > 0 an exponential moving average of the weights (decay ramped up over the first
-steps) is what gets validated, selected and saved for inference: it averages out the last
-epochs' step-to-step jitter, which on a small training set otherwise decides which epoch wins.
+steps) is what gets validated and saved for inference: it averages out the last epochs'
+step-to-step jitter.
 
 Crash safety: last.pt is replaced atomically at every epoch end, and every cfg.save_every_steps
 batches inside an epoch, with all it takes to go on: weights, optimizer, schedule, loss scaler,
@@ -45,7 +45,7 @@ from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
 from pinpoint.errors import InputError
 from pinpoint.files import numbered_folder, prepare_output_folder, remove_stale_temporaries, write_text
-from pinpoint.losses import distillation_terms, heatmap_loss_terms, point_loss_terms
+from pinpoint.losses import heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.points import Points
@@ -87,7 +87,7 @@ def resume(run_dir: str | os.PathLike, device: str | None = None, workers: int |
     """
     run_dir = Path(run_dir)
     state = read_checkpoint(run_dir / "last.pt")
-    cfg = TrainConfig.from_dict(state["config"])
+    cfg = TrainConfig.from_dict(state["config"], str(run_dir / "last.pt"))
     cfg.out = str(run_dir)
     cfg.device = cfg.device if device is None else device
     cfg.workers = cfg.workers if workers is None else workers
@@ -117,8 +117,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         raise InputError(f"{cfg.data}: no usable training image ({len(skipped or [])} bad file(s) skipped)")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    soft = teacher_heatmaps(cfg.teacher, train_samples, device) if cfg.teacher else None
-    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed, soft_targets=soft)
+    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
     val_set = TrainingSet(val_samples, cfg, model.output, seed=cfg.seed)
     sampler = EpochSampler(len(dataset), cluster.world_size, cluster.rank, cfg.seed, batch)
     # Not persistent_workers: workers copy the dataset when an epoch's iteration starts, which is
@@ -128,12 +127,12 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         generator=torch.Generator().manual_seed(cfg.seed), pin_memory=device.type == "cuda")
     ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True) if cfg.ema else None
     final = ema.module if ema else model  # the weights that are validated and that inference gets
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = make_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # fp16 gradients underflow without it
 
     history: list[dict[str, Any]] = []
-    best_key, best_threshold_value, threshold = (-math.inf,), cfg.threshold, cfg.threshold
+    threshold = cfg.threshold
     start_epoch, start_batch, carried_loss = 1, 0, 0.0
     if state is not None:
         model.load_state_dict(state["trained_model"] if ema else state["model"])
@@ -144,7 +143,6 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         if state["scaler"]:  # empty when the run began without fp16
             scaler.load_state_dict(state["scaler"])
         history, threshold = state["history"], state["inference"]["threshold"]
-        best_key, best_threshold_value = tuple(state["best_key"]), state["best_threshold"]
         start_epoch, start_batch = state["epoch"] + 1, state["step"]
         processes = state["processes"]
         set_rng_state(processes[cluster.rank if cluster.rank < len(processes) else 0]["rng"], device)
@@ -174,7 +172,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             targets, weights = targets.to(device, non_blocking=True), weights.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 pred = net(images)
-            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss, teacher_weight=cfg.teacher_weight)
+            loss = training_loss(model.output, pred.float(), targets, weights, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -188,8 +186,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 processes = distributed.gather_objects(process_state(total, device))
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
                     save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch - 1, history[-1] if history else {}),
-                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history,
-                                                       best_key, best_threshold_value, model, ema)}, out / "last.pt")
+                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history, model, ema)},
+                                    out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         processes = distributed.gather_objects(process_state(0.0, device))
@@ -206,15 +204,10 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             row["seconds"] = time.time() - started
             history.append(row)
 
-            key = selection_key(row, bool(val_samples), cfg.keep)
-            threshold = row.get("val_threshold", cfg.threshold) if cfg.tune_threshold else cfg.threshold
+            threshold = row.get("val_threshold", cfg.threshold)
             checkpoint = make_checkpoint(final, cfg, threshold, epoch, row)
-            if key > best_key:
-                best_key, best_threshold_value = key, threshold
-                save_checkpoint(checkpoint, out / "best.pt")
-            save_checkpoint({**checkpoint,
-                             **resumable_state(optimizer, scheduler, scaler, 0, processes, history, best_key, best_threshold_value,
-                                               model, ema)},
+            save_checkpoint(checkpoint, out / "best.pt")  # the final epoch's weights, once training ends
+            save_checkpoint({**checkpoint, **resumable_state(optimizer, scheduler, scaler, 0, processes, history, model, ema)},
                             out / "last.pt")
             write_log(history, out / "log.csv")
             plot_losses(history, out / "loss.png")
@@ -223,11 +216,11 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
 
     if main:
         chosen: dict[str, float] = {}
-        cut_on = val_samples if cfg.threshold_images == "val" else train_samples + val_samples
-        if cut_on and cfg.tune_threshold and model.output == "heatmap":
-            chosen = store_thresholds(out / "best.pt", cut_on, cfg, device, plain=cfg.threshold_images != "val")
-        plain = chosen.get("threshold", best_threshold_value)
-        print(f"pinpoint train: kept epoch {_best_epoch(history, bool(val_samples), cfg.keep)} (threshold {plain:.3f}"
+        cut_on = train_samples + val_samples
+        if model.output == "heatmap":
+            chosen = store_thresholds(out / "best.pt", cut_on, cfg, device)
+        plain = chosen.get("threshold", threshold)
+        print(f"pinpoint train: kept epoch {history[-1]['epoch'] if history else 0} (threshold {plain:.3f}"
               + (f", {chosen['tta_threshold']:.3f} with --tta" if "tta_threshold" in chosen else "")
               + (f"; chosen on {len(cut_on)} images" if chosen else "") + f"); weights in {out / 'best.pt'} and {out / 'last.pt'}")
         if skipped:
@@ -253,7 +246,7 @@ def run_folder(cfg: TrainConfig, resuming: bool) -> str:
         return cfg.out
     if not cfg.out:
         return str(numbered_folder(DEFAULT_RUNS))
-    out = prepare_output_folder(cfg.out, "--out", [cfg.data, cfg.init, cfg.teacher, cfg.split, cfg.val_split])
+    out = prepare_output_folder(cfg.out, "--out", [cfg.data, cfg.init, cfg.split, cfg.val_split])
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held and not cfg.overwrite:
         raise InputError(f"{out}: holds a run already ({', '.join(held)}); continue it with --resume {out}, "
@@ -265,13 +258,7 @@ def run_folder(cfg: TrainConfig, resuming: bool) -> str:
 
 def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
     """Settings that would fail only later, deep inside an epoch or its validation, refused up front.
-    Each setting's own limits are TrainConfig.check's (config.RULES); these are the ones that
-    depend on another setting or on the model."""
-    if cfg.paste and cfg.img_size:
-        raise InputError(f"--paste {cfg.paste}: works on crops (--img-size 0)")
-    if cfg.teacher and (model.output != "heatmap" or cfg.img_size or cfg.paste):
-        raise InputError(f"--teacher {cfg.teacher}: distillation needs a heatmap model on crops (--img-size 0), "
-                         f"without --paste")
+    Each setting's own limits are TrainConfig.check's (config.RULES); this one depends on the model."""
     if not cfg.img_size and cfg.crop_size % model.stride:
         raise InputError(f"--crop-size {cfg.crop_size}: {cfg.model} needs a multiple of {model.stride}")
 
@@ -297,20 +284,6 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
         raise InputError(f"--init {path}: its network ({source.name}) is not the one being trained; "
                          f"train with the --model and model arguments it was trained with")
     model.load_state_dict(theirs)
-
-
-def teacher_heatmaps(path: str, samples: list[Sample], device: torch.device) -> list[np.ndarray]:
-    """A trained heatmap model's output on each whole training image, in the image's pixels, computed
-    once before training: crops and turns then cut the same window of it as of the image."""
-    teacher = load_flag_checkpoint("--teacher", path, str(device))
-    if teacher.settings["output"] != "heatmap" or teacher.settings["img_size"]:
-        raise InputError(f"--teacher {path}: a teacher must be a heatmap model trained on crops at native resolution (--img-size 0)")
-    maps = []
-    with torch.no_grad():
-        for sample in samples:
-            height, width = sample.image.shape
-            maps.append(teacher.forward(sample.image)[0, 0, :height, :width].float().cpu().numpy())
-    return maps
 
 
 def batch_per_process(global_batch: int, world_size: int) -> int:
@@ -381,20 +354,15 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.
 
 
 def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str,
-                  across_processes: bool = True, teacher_weight: float = 1.0) -> torch.Tensor:
+                  across_processes: bool = True) -> torch.Tensor:
     """The loss of this process's share of the global batch, normalised over the whole global batch.
-
-    Heatmap targets with a second channel carry a teacher's heatmaps: the distillation term
-    (losses.distillation_terms), times `teacher_weight`, joins the label loss under its normaliser.
 
     DDP averages gradients over the N processes, so the share's sum of terms is scaled by N and
     divided by the global normaliser: N processes then optimise exactly the loss of one process
     that sees the whole batch (the focal loss divides by the number of targets, which differs per share).
     """
     if output == "heatmap":
-        total, normaliser = heatmap_loss_terms(pred, targets[:, :1], kind)
-        if targets.shape[1] > 1:
-            total = total + teacher_weight * distillation_terms(pred, targets[:, 1:])
+        total, normaliser = heatmap_loss_terms(pred, targets, kind)
     else:
         total, normaliser = point_loss_terms(pred, targets, weights)
     if not across_processes or distributed.world_size() == 1:
@@ -457,18 +425,17 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     return {key: value for key, value in chosen.items() if key != "loc"}
 
 
-def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device: torch.device,
-                     plain: bool = True) -> dict[str, float]:
+def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """Choose the score cuts of the checkpoint at `path` on `samples` (best F1, smoothed, with the
-    checkpoint's snap choice) and store them in it: `threshold` for plain heatmaps (when `plain`)
-    and `tta_threshold` for heatmaps averaged over the model's views, which detect and eval use
-    with --tta. Returns what was stored (nothing without targets or points to cut).
+    checkpoint's snap choice) and store them in it: `threshold` for plain heatmaps and
+    `tta_threshold` for heatmaps averaged over the model's views, which detect and eval use with
+    --tta. Returns what was stored (nothing without targets or points to cut).
 
-    Why on every training image by default (cfg.threshold_images): a 10% validation split of
+    Why on every training image, not the validation images alone: a 10% validation split of
     NUAA-SIRST holds about 25 targets, and F1 moves by 0.02 to 0.04 per target, so its best cut is
     often one lucky step. Over 42 finished runs, the cut made on the whole training split gave
     test F1 0.002 higher on average and never lost more than 0.012 to the best test cut, against
-    0.038 for the validation cut (benchmarks/README.md, -trainthr). The network has fitted the
+    0.038 for the validation cut (docs/research-log.md, "Where to cut"). The network has fitted the
     training images, but at 100 epochs only to F1 0.948 on them: their scores are not much
     higher than on new images.
     Why a threshold of its own for --tta: averaging lowers the peaks the views disagree on, faint
@@ -478,8 +445,7 @@ def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device
     detector = Detector.load(path, device=str(device))
     truth = ground_truth(samples)
     chosen: dict[str, float] = {}
-    cuts = ([("threshold", False)] if plain else []) + [("tta_threshold", True)]
-    for key, averaged in cuts:
+    for key, averaged in (("threshold", False), ("tta_threshold", True)):
         detector.settings["tta"] = averaged
         found = detector.predict_batch([sample.image for sample in samples], conf=0.01)
         try:
@@ -525,8 +491,8 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
 
 
 def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
-                    processes: list[dict[str, Any]], history: list[dict[str, Any]], best_key: tuple,
-                    best_threshold_value: float, model: torch.nn.Module, ema: AveragedModel | None) -> dict[str, Any]:
+                    processes: list[dict[str, Any]], history: list[dict[str, Any]], model: torch.nn.Module,
+                    ema: AveragedModel | None) -> dict[str, Any]:
     """What last.pt holds besides the weights so that training can go on as if never stopped.
 
     `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
@@ -542,8 +508,6 @@ def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.a
         "step": step,
         "processes": processes,
         "history": list(history),
-        "best_key": list(best_key),
-        "best_threshold": best_threshold_value,
     }
 
 
@@ -598,24 +562,6 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
             parts.append("snapped")
     parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)
-
-
-def selection_key(row: dict[str, Any], has_val: bool, keep: str) -> tuple:
-    """What makes an epoch the one best.pt keeps (the highest key wins).
-
-    "last": the later epoch. Why: the cosine schedule ends at 1% of the learning rate and the
-    weight average smooths the final epochs, so the final weights are the converged ones; the
-    best of 100 epochs on a few dozen validation targets is mostly the luckiest (over 55 NUAA-SIRST
-    runs, the final weights scored test F1 0.005 higher on average; benchmarks/README.md).
-    "best": validation F1, then AP, then loss; the training loss without validation.
-    """
-    if keep == "last":
-        return (row["epoch"],)
-    return (row["val_f1"], row["val_ap"], -row["val_loss"]) if has_val else (-row["train_loss"],)
-
-
-def _best_epoch(history: list[dict[str, Any]], has_val: bool, keep: str) -> int:
-    return max(history, key=lambda row: selection_key(row, has_val, keep))["epoch"]
 
 
 def _json(values: dict[str, Any]) -> str:

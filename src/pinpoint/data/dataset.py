@@ -179,38 +179,14 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return max(len(self.order) - self.first_batch * self.batch, 0)
 
 
-PASTE_RADIUS = 7  # a pasted patch is 15 x 15 px: a small target and its near surroundings
-# 1 in the middle, fading linearly to 0 over the outer 3 px, so no seam is pasted with the target
-_FADE_1D = np.clip((PASTE_RADIUS + 0.5 - np.abs(np.arange(-PASTE_RADIUS, PASTE_RADIUS + 1))) / 3, 0, 1)
-PASTE_FADE = np.outer(_FADE_1D, _FADE_1D).astype(np.float32)
-
-
-def paste_donors(samples: list[Sample]) -> list[tuple[int, int]]:
-    """(sample, point) of every target whose patch lies inside its image with no other target in it."""
-    donors = []
-    r = PASTE_RADIUS
-    for i, sample in enumerate(samples):
-        height, width = sample.image.shape
-        for j, (x, y) in enumerate(sample.xy):
-            cx, cy = int(round(x)), int(round(y))
-            inside = r <= cx < width - r and r <= cy < height - r
-            alone = np.sum(np.hypot(*(sample.xy - (x, y)).T) <= 2 * r) == 1
-            if inside and alone:
-                donors.append((i, j))
-    return donors
-
-
 class TrainingSet(torch.utils.data.Dataset):
     """Samples -> (image (1, h, w), target, weight) tensors, with the run's geometry and augmentation.
 
     Heatmap models get a gaussian heatmap target (1, h, w); the regression model gets the first
-    target's normalised position (2,) with weight 0 for images without a target. With `soft_targets`
-    (a teacher's heatmap of each whole image, same size), heatmap targets are (2, h, w): the
-    gaussians, then the teacher's heatmap cut and turned with the image.
+    target's normalised position (2,) with weight 0 for images without a target.
     """
 
-    def __init__(self, samples: list[Sample], cfg: TrainConfig, output: str, seed: int = 0,
-                 soft_targets: list[np.ndarray] | None = None):
+    def __init__(self, samples: list[Sample], cfg: TrainConfig, output: str, seed: int = 0):
         self.samples = samples
         self.cfg = cfg
         self.output = output
@@ -218,9 +194,6 @@ class TrainingSet(torch.utils.data.Dataset):
         self.epoch = 0
         # standardise once, on the whole image, as inference does (crops must not see other statistics)
         self.images = [T.standardize(s.image) for s in samples]
-        if soft_targets is not None:  # the teacher's map rides along as a second channel through crops and turns
-            self.images = [np.dstack([image, soft.astype(np.float32)]) for image, soft in zip(self.images, soft_targets)]
-        self.donors = paste_donors(samples) if cfg.paste else []
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -237,10 +210,6 @@ class TrainingSet(torch.utils.data.Dataset):
             image, xy = T.resize(image, xy, (self.cfg.img_size, self.cfg.img_size))
         else:
             image, xy = self._crop(image, xy, rng)
-            if self.donors:
-                image, xy = self._paste(image, xy, rng)
-        if self.cfg.dim > 0:
-            image = self._dim(image, xy, rng)
         return self._tensors(*self._augment(image, xy, rng))
 
     def whole(self, index: int, stride: int):
@@ -254,15 +223,10 @@ class TrainingSet(torch.utils.data.Dataset):
 
     def _tensors(self, image: np.ndarray, xy: np.ndarray):
         cfg = self.cfg
-        soft = image[..., 1] if image.ndim == 3 else None
-        image = image[..., 0] if image.ndim == 3 else image
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.output == "heatmap":
             sigma = np.maximum(cfg.sigma, cfg.blob_sigma * blob_radii(image, xy)) if cfg.blob_sigma else cfg.sigma
-            target = torch.from_numpy(encode(xy, image.shape, sigma))[None]
-            if soft is not None:
-                target = torch.cat([target, torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))[None]])
-            return tensor, target, torch.tensor(1.0)
+            return tensor, torch.from_numpy(encode(xy, image.shape, sigma))[None], torch.tensor(1.0)
         height, width = image.shape
         if len(xy):
             point = torch.tensor([xy[0, 0] / width, xy[0, 1] / height], dtype=torch.float32)
@@ -270,77 +234,17 @@ class TrainingSet(torch.utils.data.Dataset):
         return tensor, torch.zeros(2), torch.tensor(0.0)
 
     def _crop(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
-        """A crop_size window of the image; with scale_jitter, a window of crop_size / s resized to crop_size."""
-        out_size = size = self.cfg.crop_size
-        if self.cfg.scale_jitter > 0:
-            # log-uniform zoom in [1 / (1 + j), 1 + j]: targets are seen larger and smaller than in the data
-            zoom = float(np.exp(rng.uniform(-1, 1) * np.log1p(self.cfg.scale_jitter)))
-            size = max(1, int(round(out_size / zoom)))
-        height, width = image.shape[:2]
+        """A crop_size window of the image, centred near a target with probability crop_on_target."""
+        size = self.cfg.crop_size
+        height, width = image.shape
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
             left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
         else:
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
             top = int(rng.integers(min(0, height - size), max(height - size, 0) + 1))
-        # outside the image: its mean grey (0 once standardised), and no score in a teacher's map
-        fill = float(image.mean()) if image.ndim == 2 else np.array([image[..., 0].mean(), 0.0], dtype=np.float32)
-        image, xy = T.crop(image, xy, top, left, (size, size), fill=fill)
-        if size != out_size:
-            image, xy = T.resize(image, xy, (out_size, out_size))
-            inside = np.all((xy >= -0.5) & (xy < out_size - 0.5), axis=1)  # rounding can move an edge point out
-            xy = xy[inside]
-        return image, xy
-
-    def _paste(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
-        """Add up to cfg.paste targets cut from other training images (copy-paste), each as its contrast
-        over its own surroundings (patch minus its median, edges faded), at a free random place.
-
-        Why: 200 labelled images hold a few hundred targets, each seen on one background; pasted,
-        the same targets are seen on many, which is what telling a faint target from clutter needs.
-        """
-        image, xy = image.copy(), np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        height, width = image.shape
-        r = PASTE_RADIUS
-        if height <= 2 * r or width <= 2 * r:
-            return image, xy
-        for _ in range(int(rng.integers(0, self.cfg.paste + 1))):
-            sample, point = self.donors[int(rng.integers(len(self.donors)))]
-            px, py = self.samples[sample].xy[point]
-            cx, cy = int(round(px)), int(round(py))
-            patch = self.images[sample][cy - r:cy + r + 1, cx - r:cx + r + 1]
-            for _attempt in range(5):  # a place at least a patch away from every target already there
-                tx, ty = int(rng.integers(r, width - r)), int(rng.integers(r, height - r))
-                if not len(xy) or np.hypot(*(xy - (tx, ty)).T).min() > 2 * r:
-                    break
-            else:
-                continue
-            image[ty - r:ty + r + 1, tx - r:tx + r + 1] += (patch - np.median(patch)) * PASTE_FADE
-            xy = np.vstack([xy, [tx + px - cx, ty + py - cy]])
-        return image, xy
-
-    def _dim(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Scale some targets' contrast over their surroundings (patch minus its median, edges faded)
-        down to a share in [1 - cfg.dim, 1], keeping their labels.
-
-        Why: the misses are faint targets, scored far below the bright ones the net mostly learns from;
-        dimmed copies of the labelled targets teach it that a faint blob of the same shape is a target.
-        """
-        image = image.copy()
-        grey = image[..., 0] if image.ndim == 3 else image  # a view: a teacher's map is left as it is
-        height, width = grey.shape
-        r = PASTE_RADIUS
-        for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2):
-            if rng.random() >= 0.5:
-                continue
-            loss = float(rng.uniform(0, self.cfg.dim))  # the share of contrast taken away
-            cx, cy = int(round(x)), int(round(y))
-            top, left = max(cy - r, 0), max(cx - r, 0)
-            bottom, right = min(cy + r + 1, height), min(cx + r + 1, width)
-            patch = grey[top:bottom, left:right]
-            fade = PASTE_FADE[top - (cy - r):bottom - (cy - r), left - (cx - r):right - (cx - r)]
-            patch -= loss * (patch - np.median(patch)) * fade
-        return image
+        # outside the image: its mean grey (0 once standardised)
+        return T.crop(image, xy, top, left, (size, size), fill=float(image.mean()))
 
     def _augment(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
         cfg = self.cfg
@@ -353,8 +257,5 @@ class TrainingSet(torch.utils.data.Dataset):
         if cfg.intensity_jitter > 0:
             strength = cfg.intensity_jitter
             gain, offset = float(np.exp(rng.normal(0, strength))), float(rng.normal(0, strength))
-            if image.ndim == 3:  # the grey channel only, not a teacher's map
-                image = np.dstack([image[..., 0] * gain + offset, image[..., 1]])
-            else:
-                image = image * gain + offset
+            image = image * gain + offset
         return image, xy

@@ -4,7 +4,7 @@
 Why: the errors left on NUAA-SIRST are mostly in the ranking (true targets scored under the
 threshold, clutter scored over it), and runs that differ only in their seed rank differently.
 Averaging their heatmaps evens that out: three separately trained seeds, averaged offline, scored
-F1 0.929 against 0.909-0.916 alone (benchmarks/README.md). Here the members train together, in one loop on the
+F1 0.929 against 0.909-0.916 alone (docs/research-log.md). Here the members train together, in one loop on the
 same batches, each under its own loss (they do not see each other's output), so one command
 trains and one checkpoint or .onnx holds the whole set. Inference runs every member: K times the
 cost of one.
@@ -37,8 +37,10 @@ class HeatmapEnsemble(nn.Module):
 class PinNetS2DEnsemble(HeatmapEnsemble):
     """Three (by default) PinNetS2D members: 418k parameters, 0.64 GFLOPs at 256x256."""
 
+    member_class = PinNetS2D
+
     def __init__(self, members: int = 3, **member_args):
-        super().__init__(PinNetS2D, members, **member_args)
+        super().__init__(self.member_class, members, **member_args)
 
 
 class PinNetS2DGatedEnsemble(HeatmapEnsemble):
@@ -46,10 +48,12 @@ class PinNetS2DGatedEnsemble(HeatmapEnsemble):
     at 256x256 ("pinnet-s2d-gated-x2", the accurate option).
 
     Why two: on NUAA-SIRST the pair scored F1 0.936 on average over five seeds against 0.932 for the
-    default, with AP higher in all five (benchmarks/README.md, -x2). A third member added nothing
+    default, with AP higher in all five (docs/research-log.md, -x2). A third member added nothing
     measurable in the seed tried, at 1.5 times the cost. Not the default: twice its inference cost
     puts it under the default's 300 img/s at 256x256 in onnxruntime.
     """
 
+    member_class = PinNetS2DGated
+
     def __init__(self, members: int = 2, **member_args):
-        super().__init__(PinNetS2DGated, members, **member_args)
+        super().__init__(self.member_class, members, **member_args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from pinpoint.models.ensemble import PinNetS2DEnsemble, PinNetS2DGatedEnsemble
@@ -21,12 +23,40 @@ MODELS: dict[str, type[nn.Module]] = {
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a model by name; kwargs are the constructor's (they are saved in checkpoints)."""
+    """Build a model by name; kwargs are the constructor's (they are saved in checkpoints).
+
+    An argument the constructor does not take (one removed since a checkpoint was written, such
+    as local_contrast) is a ValueError naming it, not a TypeError from deep inside.
+    """
     try:
         cls = MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}") from None
+    taken = takes(cls)
+    unknown = [key for key in kwargs if taken is not None and key not in taken]
+    if unknown:
+        shown = ", ".join(f"{key} = {kwargs[key]!r}" for key in unknown)
+        raise ValueError(f"model argument {shown} is not one {name} takes in this version of pinpoint "
+                         "(removed settings: docs/research-log.md)")
     return cls(**kwargs)
+
+
+def takes(cls: type) -> set[str] | None:
+    """The keyword arguments a model's constructor names, through the classes that pass **kwargs on
+    (an ensemble's go to its member_class); None when it takes any."""
+    names: set[str] = set()
+    member = getattr(cls, "member_class", None)
+    if member is not None:
+        inner = takes(member)
+        return None if inner is None else {"members"} | inner
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is nn.Module:
+            continue
+        parameters = inspect.signature(klass.__init__).parameters
+        names |= {n for n, p in parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return names
+    return None
 
 
 def count_parameters(model: nn.Module) -> int:
