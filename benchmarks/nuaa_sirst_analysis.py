@@ -1,4 +1,4 @@
-"""Where a trained detector goes wrong on NUAA-SIRST, and cheap what-ifs, for the notes in benchmarks/README.md.
+"""Where a trained detector goes wrong on NUAA-SIRST, and cheap what-ifs, for the notes in docs/research-log.md.
 
     python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt            # misses (mask area) and false alarms
     python benchmarks/nuaa_sirst_analysis.py errors RUN/best.pt --split 50_50/train.txt   # ... on its own training images
