@@ -744,6 +744,32 @@ def test_values_that_name_nothing_usable(weights: Path, tmp_path: Path, capsys) 
         pinpoint.load(weights, device="cpu").predict(np.zeros((32, 32), np.float32), conf=float("nan"))
 
 
+@row("Training on videos (videos/ beside labels/*.csv) or on a dataset file (.toml): a malformed CSV row, a label past "
+     "the video's end, a video that does not decode, a dataset file with an unknown key or a missing folder",
+     "One line naming the file and row (or the dataset); with --skip-bad a bad video is left out and listed")
+def test_bad_video_datasets_and_dataset_files(tmp_path: Path, capsys) -> None:
+    from test_videos import dot_video
+
+    for name in ("a", "b", "c"):  # one of three is held out for validation
+        dot_video(tmp_path / "clips", name)
+    labels = tmp_path / "clips" / "labels" / "b.csv"
+    labels.write_text(labels.read_text() + "99,10,20,4,4,drone\n")
+    args = ["train", "--data", tmp_path / "clips", "--epochs", 1, "--batch", 2, "--crop-size", 32, "--device", "cpu",
+            "--no-progress", "--every", 4]
+    refused(capsys, *args, "--out", tmp_path / "r1", naming=(f"{labels}:14: frame 99 is past the video's end",))
+    labels.write_text("frame,x,y,w,h,class\n0,ten,20,4,4,drone\n")
+    refused(capsys, *args, "--out", tmp_path / "r2", naming=(f"{labels}:2: frame must be a whole number",))
+    dot_video(tmp_path / "clips", "b")  # good labels again, then a video that does not decode
+    (tmp_path / "clips" / "videos" / "b.avi").write_bytes(b"garbage")
+    code, out, _ = run(capsys, *args, "--out", tmp_path / "r3", "--skip-bad")
+    assert code == 0 and "skipped 1 bad file(s)" in out and "b.avi: cannot open video" in out
+    sets = tmp_path / "sets.toml"
+    sets.write_text('[[dataset]]\npath = "nowhere"\n')
+    refused(capsys, "train", "--data", sets, "--out", tmp_path / "r4", "--no-progress", naming=("nowhere: no images/ folder",))
+    sets.write_text('[[dataset]]\npath = "clips"\nsplits = "a.txt"\n')
+    refused(capsys, "train", "--data", sets, "--out", tmp_path / "r5", naming=(f"{sets}: dataset 1: unknown key 'splits'",))
+
+
 # --- 5. smaller ----------------------------------------------------------------------------------------
 
 

@@ -123,14 +123,16 @@ def add_train(verbs) -> None:
                          epilog="Several processes: torchrun --nproc-per-node N -m pinpoint train ... "
                                 "When to touch what: docs/user-guide.md.")
     g = p.add_argument_group("data")
-    g.add_argument("--data", metavar="DIR", help="images/ and labels/ (required unless --resume)")
+    g.add_argument("--data", metavar="DIR", help="images/+labels/, videos/+labels/ or datasets.toml")
     g.add_argument("--split", metavar="FILE", help="training stems (default: every image)")
     g.add_argument("--val-split", metavar="FILE", help="validation stems (default: 10%% of the training ones)")
+    g.add_argument("--every", type=setting("every"), default=d.every, metavar="K", help="videos: every K-th labelled frame")
     g.add_argument("--skip-bad", action="store_true", help="leave out unreadable files, listed at the end")
     g.add_argument("--out", metavar="DIR", default=d.out, help="run folder (default: the first free runs/trainN)")
     g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=d.model, choices=choices["model"], metavar="NAME", help=", ".join(choices["model"]))
+    g.add_argument("--model", default=d.model, choices=choices["model"], metavar="NAME",
+                   help="see docs/user-guide.md, Models")
     g.add_argument("--init", default=d.init, metavar="CKPT", help="fine-tune from this checkpoint (same --model)")
     g.add_argument("--sigma", type=setting("sigma"), default=d.sigma, metavar="PX", help="heatmap target's gaussian width")
     g.add_argument("--blob-sigma", type=setting("blob_sigma"), default=d.blob_sigma, metavar="K",
@@ -144,6 +146,8 @@ def add_train(verbs) -> None:
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=setting("epochs"), default=d.epochs, metavar="N", help="passes over the images")
     g.add_argument("--batch", type=setting("batch"), default=d.batch, metavar="N", help="global batch size")
+    g.add_argument("--epoch-size", type=setting("epoch_size"), default=d.epoch_size, metavar="N",
+                   help="samples per epoch over several datasets; 0 = all")
     g.add_argument("--lr", type=setting("lr"), default=d.lr, help="peak learning rate (Adam)")
     g.add_argument("--schedule", default=d.schedule, choices=choices["schedule"], metavar="NAME", help="cosine or step")
     g.add_argument("--lr-step", type=setting("lr_step"), default=d.lr_step, metavar="N", help="epochs between drops (step)")
@@ -318,7 +322,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
-    cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, out=args.out, overwrite=args.overwrite,
+    cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, every=args.every,
+                      epoch_size=args.epoch_size, out=args.out, overwrite=args.overwrite,
                       skip_bad=args.skip_bad, model=args.model, init=args.init, sigma=args.sigma, blob_sigma=args.blob_sigma,
                       loss=args.loss, crop_size=args.crop_size, img_size=args.img_size, epochs=args.epochs, batch=args.batch,
                       lr=args.lr, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema,

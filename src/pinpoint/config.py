@@ -73,6 +73,10 @@ class TrainConfig:
     split: str | None = None  # file of training stems; None = every image in the folder
     val_split: str | None = None  # file of validation stems; None = carve val_fraction out of the training stems
     val_fraction: float = 0.1  # used only when val_split is None
+    every: int = 10  # a video dataset's samples: every k-th labelled frame (a dataset file can set its own)
+    # samples drawn per epoch from several datasets (a dataset file), split between them by weight;
+    # 0 = as many as they hold. A single dataset ignores it: an epoch is each of its images once
+    epoch_size: int = 0
     # run folder: checkpoints, log.csv, loss.png; "" = the first free one of runs/train, runs/train2, ...
     out: str = ""
     overwrite: bool = False  # replace a run already in `out` (without it, such an `out` is refused)
@@ -165,6 +169,8 @@ COUNT = Rule(int, 1)  # a positive count: --max-points, --batch, ...
 
 RULES: dict[str, Rule] = {
     "val_fraction": Rule(float, 0, 1, high_open=True),
+    "every": Rule(int, 1),
+    "epoch_size": Rule(int, 0),
     "img_size": Rule(int, 0),
     "crop_size": Rule(int, 1),
     "crop_on_target": Rule(float, 0, 1),

@@ -30,8 +30,9 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +44,8 @@ from pinpoint.checkpoints import load_checkpoint, save_checkpoint
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
+from pinpoint.data.mixture import DatasetSpec, MixtureSampler, is_dataset_file, read_dataset_file
+from pinpoint.data.videos import is_video_dataset, load_video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.files import numbered_folder, prepare_output_folder, remove_stale_temporaries, write_text
 from pinpoint.losses import heatmap_loss_terms, point_loss_terms
@@ -110,16 +113,21 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     if cfg.init and state is None:  # a resumed run's own weights come from its last.pt
         load_initial_weights(model, cfg.init)
     skipped: list[str] | None = [] if cfg.skip_bad else None
-    train_stems, val_stems = split_stems(cfg, skipped)
-    train_samples = load_stems(cfg.data, train_stems, skipped)
-    val_samples = load_stems(cfg.data, val_stems, skipped)
+    datasets = [load_dataset(spec, cfg, skipped) for spec in training_datasets(cfg)]
+    train_samples = [sample for d in datasets for sample in d.train]
+    val_samples = [sample for d in datasets for sample in d.val]
     if not train_samples:
         raise InputError(f"{cfg.data}: no usable training image ({len(skipped or [])} bad file(s) skipped)")
+    val_groups = validation_groups(datasets)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
     val_set = TrainingSet(val_samples, cfg, model.output, seed=cfg.seed)
-    sampler = EpochSampler(len(dataset), cluster.world_size, cluster.rank, cfg.seed, batch)
+    if len(datasets) == 1:
+        sampler = EpochSampler(len(dataset), cluster.world_size, cluster.rank, cfg.seed, batch)
+    else:  # each dataset's share of an epoch by its weight, not its size
+        sampler = MixtureSampler([len(d.train) for d in datasets], [d.spec.weight for d in datasets], cfg.epoch_size,
+                                 cluster.world_size, cluster.rank, cfg.seed, batch)
     # Not persistent_workers: workers copy the dataset when an epoch's iteration starts, which is
     # how they learn the epoch number that seeds the augmentation.
     loader = torch.utils.data.DataLoader(
@@ -154,6 +162,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             if cluster.distributed else str(device)
         print(f"pinpoint train: {cfg.model} ({count_parameters(model):,} parameters) on {where}, "
               f"{len(train_samples)} training / {len(val_samples)} validation images -> {out}"
+              + "".join(f"\n  {d.spec.name}: {len(d.train)} training / {len(d.val)} validation, weight {d.spec.weight:g}"
+                        for d in datasets if len(datasets) > 1)
               + (f"; continuing after epoch {start_epoch - 1}, batch {start_batch}" if state else "")
               + (f"; {len(skipped)} bad file(s) skipped, listed at the end" if skipped else ""), flush=True)
 
@@ -200,7 +210,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 row["val_loss"] = validation_loss(final, val_set, device)
                 # plain heatmaps: the threshold for averaged ones is chosen once, for the weights kept (store_thresholds)
                 settings = inference_settings(final, cfg.img_size, cfg.threshold, cfg.top_k, False, cfg.nms_kernel, cfg.snap)
-                row.update(evaluate_detector(Detector(final, settings, device), val_samples, cfg.match_px, cfg.threshold_smoothing))
+                row.update(evaluate_detector(Detector(final, settings, device), val_samples, cfg.match_px,
+                                             cfg.threshold_smoothing, val_groups))
             row["seconds"] = time.time() - started
             history.append(row)
 
@@ -216,7 +227,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
 
     if main:
         chosen: dict[str, float] = {}
-        cut_on = train_samples + val_samples
+        cut_on = threshold_samples(datasets, cfg.seed)
         if model.output == "heatmap":
             chosen = store_thresholds(out / "best.pt", cut_on, cfg, device)
         plain = chosen.get("threshold", threshold)
@@ -379,19 +390,93 @@ def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[lis
         if overlap:
             raise InputError(f"{cfg.val_split}: {len(overlap)} stem(s) also in the training split, e.g. {overlap[0]}")
         return stems, val
-    if len(stems) < 2 or cfg.val_fraction <= 0:
+    return carve(stems, cfg.val_fraction, cfg.seed)
+
+
+def carve(stems: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(kept, held out): a seeded `fraction` of `stems` (at least one, when there are two or more) held out."""
+    if len(stems) < 2 or fraction <= 0:
         return stems, []
-    order = np.random.default_rng(cfg.seed).permutation(len(stems))
-    n_val = max(1, int(round(len(stems) * cfg.val_fraction)))
+    order = np.random.default_rng(seed).permutation(len(stems))
+    n_val = max(1, int(round(len(stems) * fraction)))
     val = sorted(stems[i] for i in order[:n_val])
     held = set(val)
     return [s for s in stems if s not in held], val
 
 
-def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float, smooth: float = 0.0) -> dict[str, Any]:
+@dataclass
+class LoadedDataset:
+    """One dataset of a run, read into memory: its training and validation samples."""
+
+    spec: DatasetSpec
+    train: list[Sample]
+    val: list[Sample]
+
+
+def training_datasets(cfg: TrainConfig) -> list[DatasetSpec]:
+    """The datasets of a run: those of a dataset file (data/mixture.py), or the one folder --data names."""
+    if is_dataset_file(cfg.data):
+        if cfg.split or cfg.val_split:
+            raise InputError(f"{cfg.data}: --split and --val-split go into the dataset file, one per [[dataset]]")
+        return read_dataset_file(cfg.data)
+    folder = Path(cfg.data)
+    return [DatasetSpec(folder.resolve().name, folder, Path(cfg.split) if cfg.split else None,
+                        Path(cfg.val_split) if cfg.val_split else None)]
+
+
+def load_dataset(spec: DatasetSpec, cfg: TrainConfig, skipped: list[str] | None) -> LoadedDataset:
+    """A dataset's training and validation samples: images (validation carved from the training
+    images unless given) or video frames (validation carved as whole videos: the frames of one
+    video are near-copies, so held-out frames of a trained video would not test anything new)."""
+    if is_video_dataset(spec.path):
+        stems = video_stems(spec.path, spec.split)
+        if spec.val_split:
+            val = video_stems(spec.path, spec.val_split)
+            overlap = sorted(set(val) & set(stems))
+            if overlap:
+                raise InputError(f"{spec.val_split}: {len(overlap)} video(s) also in the training split, e.g. {overlap[0]}")
+        else:
+            stems, val = carve(stems, cfg.val_fraction, cfg.seed)
+        every = spec.every or cfg.every
+        return LoadedDataset(spec, load_video_frames(spec.path, stems, every, skipped),
+                             load_video_frames(spec.path, val, every, skipped))
+    one = dataclasses.replace(cfg, data=str(spec.path), split=spec.split and str(spec.split),
+                              val_split=spec.val_split and str(spec.val_split))
+    train_stems, val_stems = split_stems(one, skipped)
+    return LoadedDataset(spec, load_stems(spec.path, train_stems, skipped), load_stems(spec.path, val_stems, skipped))
+
+
+def validation_groups(datasets: list[LoadedDataset]) -> list[tuple[str, slice]]:
+    """Where each dataset's validation samples sit in the pooled list; none for a single dataset."""
+    groups, start = [], 0
+    for d in datasets:
+        groups.append((d.spec.name, slice(start, start + len(d.val))))
+        start += len(d.val)
+    return groups if len(datasets) > 1 else []
+
+
+THRESHOLD_IMAGES = 1000  # per dataset: the thresholds are cut on at most this many of its images
+
+
+def threshold_samples(datasets: list[LoadedDataset], seed: int) -> list[Sample]:
+    """The images the stored thresholds are cut on: every training and validation image, or a seeded
+    THRESHOLD_IMAGES of a larger dataset's (cutting both thresholds costs 9 network passes an image)."""
+    chosen = []
+    for d in datasets:
+        images = d.train + d.val
+        if len(images) > THRESHOLD_IMAGES:
+            keep = np.sort(np.random.default_rng(seed).choice(len(images), THRESHOLD_IMAGES, replace=False))
+            images = [images[i] for i in keep]
+        chosen.extend(images)
+    return chosen
+
+
+def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float, smooth: float = 0.0,
+                      groups: Sequence[tuple[str, slice]] = ()) -> dict[str, Any]:
     """Validation F1 at its best threshold (so epochs compare on the best they can do), AP, the
     threshold to store (the best one, or with `smooth` the centre of the best plateau: best_threshold)
-    and whether to snap points to their blobs.
+    and whether to snap points to their blobs. With `groups` (a dataset's name and where its
+    samples sit), also each dataset's F1 at that threshold, as `val_f1_NAME`.
 
     When the detector's settings allow snapping, validation runs with and without it, and snapping
     is kept only if it raises F1, or keeps F1 and lowers the mean localisation error. It refines positions,
@@ -422,7 +507,11 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     plain, snapped = results[0], results[-1]
     better = snapped["val_f1"] > plain["val_f1"] or (snapped["val_f1"] == plain["val_f1"] and snapped["loc"] < plain["loc"])
     chosen = snapped if allowed and better else plain
-    return {key: value for key, value in chosen.items() if key != "loc"}
+    row = {key: value for key, value in chosen.items() if key != "loc"}
+    preds = variants[-1][1] if chosen is snapped and allowed else unsnapped
+    for name, where in groups:
+        row[f"val_f1_{name}"] = evaluate(preds[where], gts[where], (match_px,), score_threshold=row["val_threshold"])[match_px].F1
+    return row
 
 
 def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device: torch.device) -> dict[str, float]:
@@ -558,6 +647,9 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"lr {row['lr']:.2e}", f"train loss {row['train_loss']:.5f}"]
     if "val_loss" in row:
         parts += [f"val loss {row['val_loss']:.5f}", f"val F1 {row['val_f1']:.3f}", f"val AP {row['val_ap']:.3f}"]
+        each = [f"{key[len('val_f1_'):]} {value:.3f}" for key, value in row.items() if key.startswith("val_f1_")]
+        if each:
+            parts.append(f"(F1 {', '.join(each)})")
         if row.get("val_snap"):
             parts.append("snapped")
     parts.append(f"{row['seconds']:.1f}s")

@@ -76,7 +76,7 @@ def split_images(images: Path, split: str | os.PathLike, skipped: list[str] | No
         try:
             paths.append(find_image(images, stem))
         except InputError as exc:
-            _report([f"{split}:{number}: {exc}"], skipped)
+            report_problems([f"{split}:{number}: {exc}"], skipped)
     return paths
 
 
@@ -105,7 +105,7 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
         known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
                      for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known and not p.name.startswith(".")]
-    _report(problems, skipped)
+    report_problems(problems, skipped)
     if not stems:
         raise InputError(f"{images}: no images found")
     return stems
@@ -134,11 +134,11 @@ def load_stems(data_dir: str | os.PathLike, stems: list[str], skipped: list[str]
         try:
             samples.append(load_sample(data_dir, stem))
         except InputError as exc:
-            _report([str(exc)], skipped)
+            report_problems([str(exc)], skipped)
     return samples
 
 
-def _report(problems: list[str], skipped: list[str] | None) -> None:
+def report_problems(problems: list[str], skipped: list[str] | None) -> None:
     """Raise the first problem, or, when the caller collects them, record them all."""
     if problems and skipped is None:
         raise InputError(problems[0])

@@ -1,0 +1,147 @@
+"""Several datasets in one training run: which ones, and how much of every epoch each gets.
+
+`pinpoint train --data` takes a folder (one dataset: images/ and labels/, or videos/ and labels/)
+or a dataset file, a small TOML file with one [[dataset]] table per dataset:
+
+    [[dataset]]
+    name = "nuaa-sirst"                  # how validation reports it (default: the folder's name)
+    path = "../shared/data/NUAA-SIRST"   # relative to this file
+    split = "splits/50_50/train.txt"     # relative to path (default: every image or video)
+    weight = 1                           # its share of each epoch, against the others' (default 1)
+
+    [[dataset]]
+    path = "../shared/data/drone-ir"     # videos/NAME.mp4 beside labels/NAME.csv
+    split = "splits/train.txt"           # video names
+    every = 10                           # every 10th labelled frame (default: --every)
+    weight = 1
+
+Why weights: sampled in proportion to their sizes, 10,000 MDvsFA crops would drown 213
+NUAA-SIRST images. Each epoch draws `epoch_size` samples (default: every training sample once),
+split between the datasets by weight; within a dataset, a seeded permutation, started again
+when a dataset's share is larger than the dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pinpoint.errors import InputError
+from pinpoint.files import read_user_text
+
+DATASET_KEYS = {"name", "path", "split", "val_split", "weight", "every"}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a training run."""
+
+    name: str
+    path: Path
+    split: Path | None = None
+    val_split: Path | None = None
+    weight: float = 1.0
+    every: int | None = None  # videos: every k-th labelled frame (None: the run's --every)
+
+
+def is_dataset_file(data: str | os.PathLike) -> bool:
+    return Path(data).suffix.lower() == ".toml"
+
+
+def read_dataset_file(path: str | os.PathLike) -> list[DatasetSpec]:
+    """The datasets a TOML dataset file lists; every problem is an InputError naming the file."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        document = tomllib.loads(read_user_text(path, "dataset file"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not a valid TOML dataset file ({exc})") from None
+    tables = document.get("dataset")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise InputError(f"{path}: a dataset file holds one or more [[dataset]] tables")
+    specs = []
+    for number, table in enumerate(tables, start=1):
+        where = f"{path}: dataset {number}"
+        unknown = sorted(set(table) - DATASET_KEYS)
+        if unknown:
+            raise InputError(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(sorted(DATASET_KEYS))})")
+        if not isinstance(table.get("path"), str):
+            raise InputError(f"{where}: needs a path (a folder with images/ and labels/, or videos/ and labels/)")
+        folder = (path.parent / table["path"]).resolve() if not Path(table["path"]).is_absolute() else Path(table["path"])
+        weight, every = table.get("weight", 1.0), table.get("every")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise InputError(f"{where}: weight must be a number > 0, got {weight!r}")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise InputError(f"{where}: every must be a whole number >= 1, got {every!r}")
+        split, val_split = (_relative(folder, table.get(key), where, key) for key in ("split", "val_split"))
+        specs.append(DatasetSpec(str(table.get("name", folder.name)), folder, split, val_split, float(weight), every))
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"{path}: two datasets are named {twice[0]!r}; give each a name of its own")
+    return specs
+
+
+def _relative(folder: Path, value: object, where: str, key: str) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{where}: {key} must be a path, got {value!r}")
+    return Path(value) if Path(value).is_absolute() else folder / value
+
+
+def epoch_shares(sizes: list[int], weights: list[float], epoch_size: int) -> list[int]:
+    """How many of an epoch's samples each dataset gets: in proportion to the weights, adding up to
+    `epoch_size` (largest remainders), and at least one from every dataset."""
+    exact = [epoch_size * w / sum(weights) for w in weights]
+    shares = [max(int(math.floor(e)), 1) for e in exact]
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - math.floor(exact[i]), reverse=True)[:max(epoch_size - sum(shares), 0)]:
+        shares[i] += 1
+    return [share if size else 0 for share, size in zip(shares, sizes)]
+
+
+class MixtureSampler(torch.utils.data.Sampler[int]):
+    """This process's share of an epoch drawn from several datasets by weight (see the module doc).
+
+    Indices point into the datasets' samples concatenated in order. Like EpochSampler, the order
+    is a function of (seed, epoch) alone, cut to a multiple of the global batch's processes, rank r
+    taking positions r, r + N, ...; a resumed run starts at batch `first_batch` of the epoch.
+    """
+
+    def __init__(self, sizes: list[int], weights: list[float], epoch_size: int, world_size: int, rank: int,
+                 seed: int, batch_per_process: int):
+        self.sizes, self.weights = sizes, weights
+        self.epoch_size = epoch_size or sum(sizes)
+        self.world_size, self.rank, self.seed, self.batch = world_size, rank, seed, batch_per_process
+        self.epoch, self.first_batch = 0, 0
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+
+    def set_epoch(self, epoch: int, first_batch: int = 0) -> None:
+        self.epoch, self.first_batch = epoch, first_batch
+
+    def order(self) -> list[int]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        drawn = []
+        for offset, size, share in zip(self.offsets, self.sizes, epoch_shares(self.sizes, self.weights, self.epoch_size)):
+            laps = [rng.permutation(size) for _ in range(-(-share // size))] if size else []
+            drawn.append(offset + np.concatenate(laps)[:share] if laps else np.zeros(0, dtype=int))
+        order = rng.permutation(np.concatenate(drawn))
+        usable = len(order) - len(order) % self.world_size
+        return order[:usable][self.rank::self.world_size].tolist()
+
+    def __iter__(self):
+        return iter(self.order()[self.first_batch * self.batch:])
+
+    def __len__(self) -> int:
+        total = sum(epoch_shares(self.sizes, self.weights, self.epoch_size))
+        return max((total - total % self.world_size) // self.world_size - self.first_batch * self.batch, 0)

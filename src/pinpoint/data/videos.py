@@ -1,0 +1,149 @@
+"""Videos with per-frame point labels, as training samples read straight from the videos.
+
+Layout (drone-ir's): DIR/videos/NAME.mp4 beside DIR/labels/NAME.csv, optionally restricted by a
+split file of video names. A label CSV has the header `frame,x,y,w,h,class` and one row per
+target per frame: frames counted from 0 in decoding order, (x, y) the target's centre in pixels of
+the pixel-index convention (the centre of pixel (row i, column j) is x = j, y = i), w and h its
+box. A frame with at least one row is a labelled frame; a frame with none (the few at a video's
+end that drone-ir leaves unlabelled) is not a sample, since "no row" there means "not labelled",
+not "no target".
+
+Frames are decoded once, in order, and every `every`-th labelled frame is kept in memory as a
+Sample named VIDEO_000123, the name `pinpoint detect` gives the same frame. Neighbouring frames
+are near-copies of each other, so every tenth frame or so carries most of what a video teaches.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pinpoint.data.dataset import Sample, read_split, report_problems
+from pinpoint.errors import InputError
+from pinpoint.files import read_user_text
+
+LABEL_COLUMNS = ("frame", "x", "y", "w", "h", "class")
+MAX_LABEL_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VideoLabels:
+    """One video's labels: each labelled frame's points (N, 2) in pixels, and the CSV row each frame starts on."""
+
+    points: dict[int, np.ndarray]
+    rows: dict[int, int]
+    path: Path
+
+
+def is_video_dataset(folder: str | os.PathLike) -> bool:
+    """True for a folder laid out as DIR/videos/*.mp4 beside DIR/labels/*.csv."""
+    folder = Path(folder)
+    return (folder / "videos").is_dir() and not (folder / "images").is_dir()
+
+
+def read_video_labels(path: str | os.PathLike) -> VideoLabels:
+    """The label CSV of one video; a malformed file or row is an InputError naming the file and row."""
+    path = Path(path)
+    text = read_user_text(path, "label CSV", MAX_LABEL_BYTES)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != LABEL_COLUMNS:
+        raise InputError(f"{path}:1: expected the header {','.join(LABEL_COLUMNS)}, got {','.join(header or [])!r}")
+    points: dict[int, list[tuple[float, float]]] = {}
+    rows: dict[int, int] = {}
+    for number, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != len(LABEL_COLUMNS):
+            raise InputError(f"{path}:{number}: expected {len(LABEL_COLUMNS)} values ({','.join(LABEL_COLUMNS)}), got {len(row)}")
+        try:
+            frame = int(row[0])
+            x, y, w, h = (float(value) for value in row[1:5])
+        except ValueError:
+            raise InputError(f"{path}:{number}: frame must be a whole number and x, y, w, h numbers, got {','.join(row)!r}") from None
+        if frame < 0 or not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
+            raise InputError(f"{path}:{number}: frame must be >= 0, x and y finite, w and h >= 0, got {','.join(row)!r}")
+        points.setdefault(frame, []).append((x, y))
+        rows.setdefault(frame, number)
+    return VideoLabels({frame: np.array(xy, dtype=np.float64) for frame, xy in points.items()}, rows, path)
+
+
+def video_stems(folder: str | os.PathLike, split: str | os.PathLike | None = None) -> list[str]:
+    """The videos of a video dataset: those of the split file, or every video in DIR/videos."""
+    from pinpoint.sources import VIDEO_SUFFIXES
+
+    folder = Path(folder)
+    if not (folder / "videos").is_dir():
+        raise InputError(f"{folder}: no videos/ folder (expected DIR/videos and DIR/labels)")
+    if split is not None:
+        return read_split(split)
+    stems = sorted(p.stem for p in (folder / "videos").iterdir()
+                   if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    if not stems:
+        raise InputError(f"{folder / 'videos'}: no videos found")
+    return stems
+
+
+def find_video(folder: Path, stem: str) -> Path:
+    from pinpoint.sources import VIDEO_SUFFIXES
+
+    for suffix in VIDEO_SUFFIXES:
+        for candidate in (folder / "videos" / f"{stem}{suffix}", folder / "videos" / f"{stem}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    raise InputError(f"{folder / 'videos' / stem}.*: no video with this name (looked for {', '.join(VIDEO_SUFFIXES)})")
+
+
+def load_video_frames(folder: str | os.PathLike, stems: list[str], every: int = 10,
+                      skipped: list[str] | None = None) -> list[Sample]:
+    """Every `every`-th labelled frame of each video in `stems`, decoded and kept in memory.
+
+    A video that cannot be opened or decoded, or whose labels are malformed or name a frame past
+    its end, stops loading with an InputError naming it, or with `skipped` a list is recorded
+    there and left out.
+    """
+    if every < 1:
+        raise InputError(f"--every {every}: must be a whole number >= 1")
+    folder = Path(folder)
+    samples: list[Sample] = []
+    for stem in stems:
+        try:
+            samples.extend(_video_samples(folder, stem, every))
+        except InputError as exc:
+            report_problems([str(exc)], skipped)
+    return samples
+
+
+def _video_samples(folder: Path, stem: str, every: int) -> list[Sample]:
+    from pinpoint.sources import VideoFile
+
+    path = find_video(folder, stem)
+    labels = read_video_labels(folder / "labels" / f"{stem}.csv")
+    if not labels.points:
+        raise InputError(f"{labels.path}: no labelled frame")
+    labelled = sorted(labels.points)
+    wanted = set(labelled[::every])
+    last = max(labelled)
+    samples, decoded = [], 0
+    for frame in VideoFile(path).frames():
+        decoded = frame.index + 1
+        if frame.index in wanted:
+            height, width = frame.image.shape
+            xy = labels.points[frame.index]
+            outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
+            if outside.any():
+                raise InputError(f"{labels.path}:{labels.rows[frame.index]}: a point of frame {frame.index} lies outside "
+                                 f"the {width} x {height} frame")
+            samples.append(Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path))
+        if frame.index >= last:
+            break
+    if last >= decoded:
+        raise InputError(f"{labels.path}:{labels.rows[last]}: frame {last} is past the video's end ({decoded} frames decoded "
+                         f"from {path})")
+    return samples
