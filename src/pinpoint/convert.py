@@ -24,7 +24,7 @@ import numpy as np
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, image_size, list_images, read_raw
 from pinpoint.data.labels import read_labels, write_labels
 from pinpoint.errors import InputError
-from pinpoint.files import prepare_output_file, prepare_output_folder, read_user_text, write_text
+from pinpoint.files import is_hidden, prepare_output_file, prepare_output_folder, read_user_text, write_text
 
 COCO_PIXEL_OFFSET = 0.5  # COCO puts a pixel's centre half a pixel from its corner; we put it on the integer
 # COCO points up to half a pixel beyond the image's outer edge [0, W] x [0, H] are accepted (our labels
@@ -141,7 +141,7 @@ def labels_to_coco(
     prepare_output_file(out_json, "--out", [data_dir, labels_dir, images_dir])
     if not labels_dir.is_dir():
         raise InputError(f"{labels_dir}: not a folder (expected DIR/labels/*.txt beside DIR/images/)")
-    label_files = sorted(p for p in labels_dir.iterdir() if p.is_file() and p.suffix == ".txt" and not p.name.startswith("."))
+    label_files = sorted(p for p in labels_dir.iterdir() if p.is_file() and p.suffix == ".txt" and not is_hidden(p))
     if not label_files:
         raise InputError(f"{labels_dir}: no label files (*.txt) in this folder")
 

@@ -10,8 +10,8 @@ read_user_text, so a missing, unreadable, binary or endless file (a link to /dev
 line naming it.
 
 A run killed mid-write leaves its temporary file behind (`.NAME.<12 hex>.tmp.SUFFIX`). Listings
-of user folders skip them (is_temporary) and the folders pinpoint writes into are swept of the
-stale ones before a verb starts (prepare_output_folder, prepare_output_file), so they neither
+of user folders skip hidden files, these among them (is_hidden), and the folders pinpoint writes
+into are swept of the stale ones before a verb starts (prepare_output_folder, prepare_output_file), so they neither
 pile up nor block a later run. Output paths are checked there too, before any work: a regular
 file where a folder is needed, a folder where a file is, or an output that is one of the inputs.
 """
@@ -109,6 +109,77 @@ def read_regular_file(path: Path, kind: str, max_bytes: int) -> bytes:
     if len(raw) > max_bytes:
         raise InputError(f"{path}: cannot read {kind} (larger than {max_bytes:,} bytes)")
     return raw
+
+
+def is_hidden(path: str | os.PathLike) -> bool:
+    """True for a name starting with '.' (pinpoint's own temporaries, macOS's ._ files): never a
+    user's image, label or video."""
+    return Path(path).name.startswith(".")
+
+
+def find_by_stem(folder: str | os.PathLike, stem: str, suffixes: tuple[str, ...], what: str) -> Path:
+    """The file called `stem` with one of `suffixes` (any case) in `folder`; none, or two (a.png and
+    a.jpg share every output named by the stem), is an InputError. `what` names them ("image")."""
+    folder = Path(folder)
+    found = files_by_stem(folder, suffixes, cached=True).get(stem) or files_by_stem(folder, suffixes).get(stem, [])
+    if not found:
+        raise InputError(f"{folder / stem}.*: no {what} with this name (looked for {', '.join(suffixes)})")
+    if len(found) > 1:
+        raise InputError(_ambiguous(folder, stem, found, what))
+    return found[0]
+
+
+def list_by_stem(folder: str | os.PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """The files of `folder` with one of `suffixes`, sorted by name; hidden files left out, two
+    sharing a stem refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    by_stem = files_by_stem(folder, suffixes)
+    for stem, found in by_stem.items():
+        if len(found) > 1:
+            raise InputError(_ambiguous(folder, stem, found, what))
+    return sorted(found[0] for found in by_stem.values())
+
+
+_listings: dict[tuple[Path, tuple[str, ...]], tuple[int, dict[str, list[Path]]]] = {}
+LISTINGS_KEPT = 8
+
+
+def files_by_stem(folder: Path, suffixes: tuple[str, ...], cached: bool = False) -> dict[str, list[Path]]:
+    """Every visible file of `folder` with one of `suffixes` (any case), grouped by stem, from one scan.
+
+    With `cached`, the last scan is reused while the folder's modification time is unchanged:
+    find_by_stem is called once per stem of a split, and a fresh scan each time would make reading
+    a 10,000-image dataset take 10,000 x 10,000 look-ups. A name missing from a cached scan is
+    looked up again in a fresh one (a file added within the file system's time resolution).
+    """
+    try:
+        version = folder.stat().st_mtime_ns
+    except OSError:
+        return {}
+    key = (folder.absolute(), suffixes)
+    if cached and key in _listings and _listings[key][0] == version:
+        return _listings[key][1]
+    by_stem: dict[str, list[Path]] = {}
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return by_stem
+    for path in entries:
+        if path.suffix.lower() in suffixes and not is_hidden(path) and path.is_file():
+            by_stem.setdefault(path.stem, []).append(path)
+    _listings.pop(key, None)
+    _listings[key] = (version, by_stem)
+    while len(_listings) > LISTINGS_KEPT:
+        _listings.pop(next(iter(_listings)))
+    return by_stem
+
+
+def _ambiguous(folder: Path, stem: str, found: list[Path], what: str) -> str:
+    names = ", ".join(p.name for p in found)
+    return (f"{folder / stem}.*: two {what}s share the name {stem} ({names}); their labels and outputs would collide, "
+            "rename or remove one")
 
 
 def is_temporary(path: str | os.PathLike) -> bool:

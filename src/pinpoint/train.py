@@ -384,13 +384,19 @@ def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weight
 def split_stems(cfg: TrainConfig, skipped: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Training and validation stems; without a val split, a seeded share of the training split."""
     stems = dataset_stems(cfg.data, cfg.split, skipped)
-    if cfg.val_split:
-        val = dataset_stems(cfg.data, cfg.val_split)
-        overlap = sorted(set(val) & set(stems))
-        if overlap:
-            raise InputError(f"{cfg.val_split}: {len(overlap)} stem(s) also in the training split, e.g. {overlap[0]}")
-        return stems, val
-    return carve(stems, cfg.val_fraction, cfg.seed)
+    val = dataset_stems(cfg.data, cfg.val_split) if cfg.val_split else None
+    return held_out(stems, val, cfg.val_split, cfg.val_fraction, cfg.seed)
+
+
+def held_out(stems: list[str], val: list[str] | None, val_split: str | os.PathLike | None, fraction: float,
+             seed: int) -> tuple[list[str], list[str]]:
+    """(training, validation): the given validation list (none of it also in training), or a share carved out."""
+    if val is None:
+        return carve(stems, fraction, seed)
+    overlap = sorted(set(val) & set(stems))
+    if overlap:
+        raise InputError(f"{val_split}: {len(overlap)} stem(s) also in the training split, e.g. {overlap[0]}")
+    return stems, val
 
 
 def carve(stems: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -429,14 +435,8 @@ def load_dataset(spec: DatasetSpec, cfg: TrainConfig, skipped: list[str] | None)
     images unless given) or video frames (validation carved as whole videos: the frames of one
     video are near-copies, so held-out frames of a trained video would not test anything new)."""
     if is_video_dataset(spec.path):
-        stems = video_stems(spec.path, spec.split)
-        if spec.val_split:
-            val = video_stems(spec.path, spec.val_split)
-            overlap = sorted(set(val) & set(stems))
-            if overlap:
-                raise InputError(f"{spec.val_split}: {len(overlap)} video(s) also in the training split, e.g. {overlap[0]}")
-        else:
-            stems, val = carve(stems, cfg.val_fraction, cfg.seed)
+        given = video_stems(spec.path, spec.val_split) if spec.val_split else None
+        stems, val = held_out(video_stems(spec.path, spec.split), given, spec.val_split, cfg.val_fraction, cfg.seed)
         every = spec.every or cfg.every
         return LoadedDataset(spec, load_video_frames(spec.path, stems, every, skipped),
                              load_video_frames(spec.path, val, every, skipped))

@@ -25,7 +25,7 @@ from pinpoint.data import transforms as T
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
-from pinpoint.files import read_user_text
+from pinpoint.files import is_hidden, read_user_text
 from pinpoint.points import Points
 
 
@@ -99,12 +99,12 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
         return stems
     stems = [p.stem for p in list_images(images)]
     not_files = [p for p in sorted(images.iterdir())
-                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_file()]
+                 if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p) and not p.is_file()]
     problems = [f"{p}: not a regular file (a folder, a device, a pipe or a broken link named like an image)" for p in not_files]
     if (data_dir / "labels").is_dir():
         known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
-                     for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known and not p.name.startswith(".")]
+                     for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known and not is_hidden(p)]
     report_problems(problems, skipped)
     if not stems:
         raise InputError(f"{images}: no images found")

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from pinpoint.errors import InputError
-from pinpoint.files import check_regular_file
+from pinpoint.files import check_regular_file, find_by_stem, list_by_stem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # OpenCV's decoders print their own warnings (libpng on a truncated file); our InputError says it in one line
@@ -41,65 +41,13 @@ SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
 def find_image(folder: str | os.PathLike, stem: str) -> Path:
     """The image file called `stem` with any supported suffix (any case) in `folder`."""
-    folder = Path(folder)
-    found = _images_by_stem(folder, cached=True).get(stem) or _images_by_stem(folder).get(stem, [])
-    if not found:
-        raise InputError(f"{folder / stem}.*: no image with this name (looked for {', '.join(IMAGE_SUFFIXES)})")
-    if len(found) > 1:
-        raise InputError(_ambiguous(folder, stem, found))
-    return found[0]
+    return find_by_stem(folder, stem, IMAGE_SUFFIXES, "image")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Supported image files directly inside `folder`, sorted by name; hidden files left out,
     two images sharing a stem refused."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder")
-    by_stem = _images_by_stem(folder)
-    for stem, found in by_stem.items():
-        if len(found) > 1:
-            raise InputError(_ambiguous(folder, stem, found))
-    return sorted(found[0] for found in by_stem.values())
-
-
-_listings: dict[Path, tuple[int, dict[str, list[Path]]]] = {}
-LISTINGS_KEPT = 8
-
-
-def _images_by_stem(folder: Path, cached: bool = False) -> dict[str, list[Path]]:
-    """Every supported, visible image file of `folder`, grouped by stem, from one scan of the folder.
-
-    With `cached`, the last scan is reused while the folder's modification time is unchanged:
-    find_image is called once per stem of a split, and a fresh scan each time would make reading
-    a 10,000-image dataset take 10,000 x 10,000 look-ups. A name missing from a cached scan is
-    looked up again in a fresh one (an image added within the file system's time resolution).
-    """
-    try:
-        version = folder.stat().st_mtime_ns
-    except OSError:
-        return {}
-    key = folder.absolute()
-    if cached and key in _listings and _listings[key][0] == version:
-        return _listings[key][1]
-    by_stem: dict[str, list[Path]] = {}
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError:
-        return by_stem
-    for path in entries:
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file():
-            by_stem.setdefault(path.stem, []).append(path)
-    _listings.pop(key, None)
-    _listings[key] = (version, by_stem)
-    while len(_listings) > LISTINGS_KEPT:
-        _listings.pop(next(iter(_listings)))
-    return by_stem
-
-
-def _ambiguous(folder: Path, stem: str, found: list[Path]) -> str:
-    names = ", ".join(p.name for p in found)
-    return f"{folder / stem}.*: two images share the name {stem} ({names}); their labels and outputs would collide, rename or remove one"
+    return list_by_stem(folder, IMAGE_SUFFIXES, "image")
 
 
 def to_grey(image: np.ndarray, source: str = "<array>") -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 from pinpoint.data.labels import write_labels
 from pinpoint.errors import InputError
-from pinpoint.files import write_bytes, write_text
+from pinpoint.files import is_hidden, write_bytes, write_text
 
 SPLIT_NAMES = ("train", "val", "test")
 NAME_PREFIX = "synth_"
@@ -343,7 +343,7 @@ def _refuse_foreign_files(out_dir: Path, stems: list[str]) -> None:
         path = out_dir / folder
         if not path.is_dir():
             continue
-        foreign = sorted(p.name for p in path.iterdir() if not p.name.startswith(".") and p.name not in expected)
+        foreign = sorted(p.name for p in path.iterdir() if not is_hidden(p) and p.name not in expected)
         if foreign:
             raise InputError(
                 f"{path}: already holds {len(foreign)} file(s) this dataset would not replace (e.g. {foreign[0]}); "

@@ -26,7 +26,7 @@ import numpy as np
 
 from pinpoint.data.dataset import Sample, read_split, report_problems
 from pinpoint.errors import InputError
-from pinpoint.files import read_user_text
+from pinpoint.files import find_by_stem, list_by_stem, read_user_text
 
 LABEL_COLUMNS = ("frame", "x", "y", "w", "h", "class")
 MAX_LABEL_BYTES = 256 * 1024 * 1024
@@ -83,21 +83,10 @@ def video_stems(folder: str | os.PathLike, split: str | os.PathLike | None = Non
         raise InputError(f"{folder}: no videos/ folder (expected DIR/videos and DIR/labels)")
     if split is not None:
         return read_split(split)
-    stems = sorted(p.stem for p in (folder / "videos").iterdir()
-                   if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    stems = [p.stem for p in list_by_stem(folder / "videos", VIDEO_SUFFIXES, "video")]
     if not stems:
         raise InputError(f"{folder / 'videos'}: no videos found")
     return stems
-
-
-def find_video(folder: Path, stem: str) -> Path:
-    from pinpoint.sources import VIDEO_SUFFIXES
-
-    for suffix in VIDEO_SUFFIXES:
-        for candidate in (folder / "videos" / f"{stem}{suffix}", folder / "videos" / f"{stem}{suffix.upper()}"):
-            if candidate.is_file():
-                return candidate
-    raise InputError(f"{folder / 'videos' / stem}.*: no video with this name (looked for {', '.join(VIDEO_SUFFIXES)})")
 
 
 def load_video_frames(folder: str | os.PathLike, stems: list[str], every: int = 10,
@@ -121,9 +110,9 @@ def load_video_frames(folder: str | os.PathLike, stems: list[str], every: int = 
 
 
 def _video_samples(folder: Path, stem: str, every: int) -> list[Sample]:
-    from pinpoint.sources import VideoFile
+    from pinpoint.sources import VIDEO_SUFFIXES, VideoFile
 
-    path = find_video(folder, stem)
+    path = find_by_stem(folder / "videos", stem, VIDEO_SUFFIXES, "video")
     labels = read_video_labels(folder / "labels" / f"{stem}.csv")
     if not labels.points:
         raise InputError(f"{labels.path}: no labelled frame")
