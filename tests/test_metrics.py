@@ -12,6 +12,7 @@ from pinpoint.metrics import (
     Evaluator,
     average_precision,
     best_threshold,
+    covered_pixels,
     evaluate,
     format_table,
     match_points,
@@ -153,6 +154,22 @@ def test_fa_uses_each_image_size():
     assert s.false_alarms_per_image == 1.5
 
 
+def test_target_free_area_leaves_out_the_discs_around_targets():
+    # a disc of radius 3 holds 29 pixel centres (Gauss's circle problem), 11 of them in the image
+    # when it sits on a corner pixel; two overlapping discs count their union once
+    assert covered_pixels(np.array([[50.0, 50.0]]), SIZE, 3.0) == 29
+    assert covered_pixels(np.array([[0.0, 0.0]]), SIZE, 3.0) == 11
+    assert covered_pixels(np.array([[50.0, 50.0], [50.0, 50.0]]), SIZE, 3.0) == 29
+    assert covered_pixels(np.array([[50.0, 50.0], [51.0, 50.0]]), SIZE, 3.0) == 29 + 7
+    assert covered_pixels(np.array([[-20.0, 50.0]]), SIZE, 3.0) == 0
+    assert covered_pixels(np.zeros((0, 2)), SIZE, 3.0) == 0
+    # 1 false alarm on an image with one target: 10,000 - 29 free pixels
+    s = one_image(pts([[10.0, 10.0], [90.0, 90.0]]), pts([[10.0, 10.0]]))
+    assert s.free_pixels == 10_000 - 29
+    assert s.FA_per_MP == pytest.approx(1e6 / (10_000 - 29))
+    assert one_image(pts([[10.0, 10.0]]), pts([[10.0, 10.0]])).FA_per_MP == 0.0
+
+
 def test_several_distances_at_once():
     pred, gt = pts([[10.0, 12.0], [40.0, 40.5]]), pts([[10.0, 10.0], [40.0, 40.0]])
     results = evaluate([pred], [gt], thresholds=(1.0, 3.0, 1.0))
@@ -266,11 +283,12 @@ def test_format_table():
     lines = format_table(results).splitlines()
     assert len(lines) == 4  # header, rule, one row per distance
     assert len({len(line) for line in lines}) == 1  # fixed width
-    for column in ("Pd", "precision", "F1", "FA/img", "Fa(1e-6)", "loc err px", "AP", "TP/targets"):
+    for column in ("Pd", "precision", "F1", "FA/img", "FA/MP", "Fa(1e-6)", "loc err px", "AP", "TP/targets"):
         assert column in lines[0]
-    # Sorted by distance; at 1 px nothing matches, so the localisation error is n/a.
-    assert lines[2].split() == ["1", "0.0000", "0.0000", "0.0000", "1.000", "100.000", "n/a", "0.0000", "0/2"]
-    assert lines[3].split() == ["3", "0.5000", "0.5000", "0.5000", "0.500", "50.000", "2.000", "0.2500", "1/2"]
+    # Sorted by distance; at 1 px nothing matches, so the localisation error is n/a. Target-free
+    # area: 20,000 pixels less 5 per target at 1 px (a plus sign) and 29 at 3 px (a disc).
+    assert lines[2].split() == ["1", "0.0000", "0.0000", "0.0000", "1.000", "100.05", "100.000", "n/a", "0.0000", "0/2"]
+    assert lines[3].split() == ["3", "0.5000", "0.5000", "0.5000", "0.500", "50.15", "50.000", "2.000", "0.2500", "1/2"]
 
 
 # --- best threshold -------------------------------------------------------------------------

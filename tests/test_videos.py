@@ -82,3 +82,21 @@ def test_a_video_that_does_not_decode_is_named_or_skipped(tmp_path: Path) -> Non
     samples = load_video_frames(tmp_path, ["good", "bad", "absent"], every=4, skipped=skipped)
     assert {s.stem[:4] for s in samples} == {"good"} and len(skipped) == 2
     assert "bad.avi" in skipped[0] and "absent.*: no video with this name" in skipped[1]
+
+
+def test_eval_scores_every_labelled_frame_of_a_video_dataset(tmp_path: Path) -> None:
+    from pinpoint.data.labels import write_labels
+    from pinpoint.evaluate import evaluate_dataset
+
+    centres = dot_video(tmp_path / "data", "clip", frames=12, labelled=10)
+    dot_video(tmp_path / "data", "other", frames=6)
+    (tmp_path / "val.txt").write_text("clip\n")
+    pred = tmp_path / "pred"
+    for i, (x, y) in enumerate(centres[:10]):  # right on every labelled frame but the last, which gets a far point
+        point = (x, y) if i < 9 else (x + 20, y)
+        write_labels(pred / f"clip_{i:06d}.txt", np.array([point]) / [SIZE[1], SIZE[0]], np.array([0.9]))
+    scores = evaluate_dataset(tmp_path / "data", tmp_path / "val.txt", pred_dir=str(pred), distances=(5.0,))[5.0]
+    assert (scores.images, scores.targets, scores.true_positives, scores.false_positives) == (10, 10, 9, 1)
+    assert scores.free_pixels == 10 * SIZE[0] * SIZE[1] - 10 * 81  # a disc of radius 5 holds 81 pixel centres
+    with pytest.raises(InputError, match="other_000000"):  # every video without a split: `other` has no predictions
+        evaluate_dataset(tmp_path / "data", pred_dir=str(pred), distances=(5.0,))

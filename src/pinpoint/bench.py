@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pinpoint.config import PRETRAINED
 from pinpoint.errors import InputError
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.backends import TorchBackend
@@ -70,14 +71,13 @@ def count_flops(model: nn.Module, size: tuple[int, int]) -> int:
 
 
 def load_for_bench(weights: str | None, model_name: str | None) -> tuple[nn.Module, dict[str, Any], str]:
-    """The model, its inference settings and its name, from a checkpoint or a fresh model by name."""
-    if weights:
+    """The model, its inference settings and its name, from a checkpoint (by default the pretrained
+    model) or a fresh model by name."""
+    if weights or not model_name:
         if str(weights).lower().endswith(".onnx"):
             raise InputError(f"{weights}: bench takes a checkpoint (.pt) or --model NAME; it makes the ONNX itself")
         detector = Detector.load(weights, device="cpu")
         return detector.model, detector.settings, detector.name
-    if not model_name:
-        raise InputError("give --weights CHECKPOINT or --model NAME")
     try:
         model = create_model(model_name)
     except ValueError as exc:
@@ -122,7 +122,7 @@ def benchmark(weights: str | None = None, model_name: str | None = None, sizes: 
     load_after = _load_average()
     return {
         "model": name,
-        "weights": str(weights) if weights else None,
+        "weights": str(weights) if weights else None if model_name else PRETRAINED,
         "parameters": count_parameters(model),
         "measured": ("forward + decode" if decode else "forward only (decode excluded)")
                     + (f", averaged over {len(settings.get('tta_views', MIRRORS))} views" if settings["tta"] else ""),

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pinpoint.config import COUNT, RULES, SCORE
+from pinpoint.config import COUNT, PRETRAINED, RULES, SCORE
 from pinpoint.errors import InputError, first_line
 from pinpoint.files import atomic_path, check_regular_file
 
@@ -42,8 +42,23 @@ NUMPY_STATE_GLOBALS = [
     np.dtype,
     type(np.dtype(np.uint32)),  # numpy.dtypes.UInt32DType: the state's array type
 ]
+# The model shipped inside the package (docs/model-card.md), named config.PRETRAINED wherever a
+# checkpoint is asked for: detect, eval and annotate use it when no --weights is given.
+PRETRAINED_PATH = Path(__file__).parent / "weights" / "pretrained.pt"
+
 OUTPUTS = ("heatmap", "point")
 REQUIRED_SETTINGS = ("output", "stride", "img_size", "threshold", "top_k")
+
+
+def weights_path(weights: str | os.PathLike | None) -> Path:
+    """The file a --weights value names: the shipped model for None, "" or "pretrained" (a file of
+    that name is reached as ./pretrained), any other value as the path it is."""
+    if weights is None or str(weights) in ("", PRETRAINED):
+        if not PRETRAINED_PATH.is_file():
+            raise InputError(f"{PRETRAINED_PATH}: the pretrained model is missing from this installation; "
+                             f"reinstall pinpoint or give --weights CHECKPOINT")
+        return PRETRAINED_PATH
+    return Path(weights)
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from pinpoint.config import COUNT, RULES, SCORE, Rule, TrainConfig, choices_of
+from pinpoint.config import COUNT, PRETRAINED, RULES, SCORE, Rule, TrainConfig, choices_of
 from pinpoint.errors import InputError
 
 
@@ -35,6 +35,7 @@ def warn(verb: str, lines: Sequence[str]) -> None:
         print(f"pinpoint {verb}: warning: {line}", file=sys.stderr)
 
 
+WEIGHTS_HELP = "a checkpoint written by train, or its exported .onnx (default: the pretrained model shipped with pinpoint)"
 DEVICE_HELP = "auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N"
 
 
@@ -133,7 +134,8 @@ def add_train(verbs) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=d.model, choices=choices["model"], metavar="NAME",
                    help="see docs/user-guide.md, Models")
-    g.add_argument("--init", default=d.init, metavar="CKPT", help="fine-tune from this checkpoint (same --model)")
+    g.add_argument("--init", default=d.init, metavar="CKPT", help="fine-tune from this checkpoint (same --model); "
+                   "pretrained: the model shipped with pinpoint")
     g.add_argument("--sigma", type=setting("sigma"), default=d.sigma, metavar="PX", help="heatmap target's gaussian width")
     g.add_argument("--blob-sigma", type=setting("blob_sigma"), default=d.blob_sigma, metavar="K",
                    help="gaussian >= K x blob radius; 0 = off")
@@ -174,12 +176,13 @@ def add_train(verbs) -> None:
 
 
 def add_eval(verbs) -> None:
-    p = verbs.add_parser("eval", help="score predictions (a folder of label files, a checkpoint or a classical method)")
-    p.add_argument("--data", required=True, help="folder with images/ and labels/ (the ground truth)")
-    p.add_argument("--split", help="file of stems to score (default: every image)")
-    source = p.add_mutually_exclusive_group(required=True)
+    p = verbs.add_parser("eval", help="score a model, a classical method or a folder of predictions against labels")
+    p.add_argument("--data", required=True, help="folder with images/ and labels/, or with videos/ and labels/NAME.csv "
+                   "(every labelled frame is scored)")
+    p.add_argument("--split", help="file of stems (or video names) to score (default: all)")
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--pred", help="folder of predicted label files (x y score)")
-    source.add_argument("--weights", help="a checkpoint to run on the images")
+    source.add_argument("--weights", help=WEIGHTS_HELP)
     source.add_argument("--method", help="a training-free method: tophat or local-contrast")
     add_decoding_overrides(p)
     p.add_argument("--dist", type=DISTANCE, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
@@ -192,8 +195,8 @@ def add_eval(verbs) -> None:
 
 def add_detect(verbs) -> None:
     p = verbs.add_parser("detect", help="find points in images, folders, globs, lists or videos; write labels, tables, pictures, video")
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--weights", help="a checkpoint written by train")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--weights", help=WEIGHTS_HELP)
     model.add_argument("--method", help="a training-free method: tophat or local-contrast")
     p.add_argument("--source", required=True,
                    help="an image, a folder of images, a dataset folder with images/, a quoted glob ('frames/*.png'), "
@@ -204,7 +207,8 @@ def add_detect(verbs) -> None:
     add_decoding_overrides(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
-    p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score")
+    p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score; - for standard output, "
+                   "where it goes when no --save-* option is given")
     p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
     p.add_argument("--save-video", help="annotated video (.mp4 or .mkv: mp4v, .avi: MJPG) at the source's frame rate")
     p.add_argument("--batch", type=POSITIVE, help="frames of one size sent through the network together (default: 1 on the CPU, 8 on a GPU)")
@@ -215,17 +219,18 @@ def add_detect(verbs) -> None:
 
 def add_export(verbs) -> None:
     p = verbs.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch) for onnxruntime")
-    p.add_argument("--weights", required=True, help="a checkpoint written by train")
+    p.add_argument("--weights", default=PRETRAINED, help="a checkpoint written by train (default: the pretrained model)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("--out", help="the .onnx file to write (default: the checkpoint's name with .onnx)")
+    p.add_argument("--out", help="the .onnx file to write (default: the checkpoint's name with .onnx; pretrained.onnx here "
+                   "for the pretrained model)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.set_defaults(run=run_export)
 
 
 def add_bench(verbs) -> None:
     p = verbs.add_parser("bench", help="parameters, FLOPs, latency and throughput in PyTorch eager and onnxruntime")
-    model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--weights", help="a checkpoint written by train")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--weights", help=WEIGHTS_HELP)
     model.add_argument("--model", choices=choices_of()["model"], metavar="NAME",
                        help="a model name, with random weights (they run as fast as trained ones)")
     p.add_argument("--size", nargs="+", default=["256"], help="input sizes: N for NxN or HxW, e.g. 256 360x480")
@@ -265,9 +270,12 @@ def add_convert(verbs) -> None:
 
 
 def add_annotate(verbs) -> None:
-    p = verbs.add_parser("annotate", help="label points in the browser (click, zoom, undo; model suggestions with --weights)")
+    p = verbs.add_parser("annotate", help="label points in the browser (click, zoom, undo; a model's suggestions)")
     p.add_argument("data_dir", help="folder with images/ (labels/ is created and written there)")
-    p.add_argument("--weights", help="a checkpoint whose predictions are shown as suggestions and in the review view")
+    suggestions = p.add_mutually_exclusive_group()
+    suggestions.add_argument("--weights", default=PRETRAINED, help="a checkpoint whose predictions are shown as suggestions "
+                             "and in the review view (default: the pretrained model)")
+    suggestions.add_argument("--no-suggestions", action="store_true", help="no model and no suggestions")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=number(Rule(int, 0, 65535)), default=8000, help="port to serve on (0: any free port)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
@@ -362,22 +370,24 @@ def cap_warning(capped: Sequence[str], max_points: int | None) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from pinpoint.detect import detect_folder, make_detector
+    from pinpoint.detect import STDOUT, detect_folder, make_detector
 
     detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta, snap=args.snap,
                              max_points=args.max_points)
     skipped: list[str] | None = [] if args.skip_bad else None
-    run = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
-                        progress=not args.no_progress, save_csv=args.save_csv, save_json=args.save_json,
-                        save_video=args.save_video, batch=args.batch, skipped=skipped, inputs=[args.weights])
     outputs = [("labels", args.save_txt), ("pictures", args.save_vis), ("CSV", args.save_csv), ("JSON", args.save_json),
                ("video", args.save_video)]
+    save_csv = args.save_csv if any(where for _, where in outputs) else STDOUT  # nothing asked for: show the points
+    run = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
+                        progress=not args.no_progress, save_csv=save_csv, save_json=args.save_json,
+                        save_video=args.save_video, batch=args.batch, skipped=skipped, inputs=[args.weights])
+    report = sys.stderr if save_csv == STDOUT else sys.stdout  # standard output holds the CSV alone
     print(f"pinpoint detect: {run.points} point(s) in {run.frames} image(s)"
-          + "".join(f"; {what} in {where}" for what, where in outputs if where))
+          + "".join(f"; {what} in {where}" for what, where in outputs if where and where != STDOUT), file=report)
     if skipped:
         from pinpoint.data.dataset import format_skipped
 
-        print(format_skipped(skipped, "pinpoint detect"))
+        print(format_skipped(skipped, "pinpoint detect"), file=report)
     warn("detect", run.notes + ([cap_warning(run.capped, args.max_points)] if run.capped else []))
     return 0
 
@@ -426,7 +436,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_annotate(args: argparse.Namespace) -> int:
     from pinpoint.annotate import serve
 
-    serve(args.data_dir, weights=args.weights, host=args.host, port=args.port, open_browser=args.open)
+    serve(args.data_dir, weights=None if args.no_suggestions else args.weights, host=args.host, port=args.port, open_browser=args.open)
     return 0
 
 

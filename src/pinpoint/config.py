@@ -17,6 +17,11 @@ from typing import Any
 from pinpoint.errors import InputError
 
 
+# The name of the model shipped inside the package (checkpoints.PRETRAINED_PATH, docs/model-card.md):
+# --weights pretrained, --init pretrained, and what detect, eval and annotate use without --weights
+PRETRAINED = "pretrained"
+
+
 @dataclass(frozen=True)
 class Rule:
     """The values a numeric setting may take: a whole number or a finite float, within bounds."""

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -66,24 +67,26 @@ class ClassicalDetector:
         return [self.predict_with_heatmap(image, conf, max_points) for image in images]
 
 
+STDOUT = "-"  # --save-csv - : the CSV on standard output
+
+
 def make_detector(weights: str | None, method: str | None, device: str = "auto", threads: int | None = None,
                   tta: bool | None = None, snap: bool | None = None,
                   max_points: int | None = None) -> Detector | ClassicalDetector:
-    """A checkpoint's (or an exported .onnx's) Detector, or a classical method by name.
+    """A checkpoint's (or an exported .onnx's) Detector, a classical method by name, or with
+    neither the pretrained model's Detector.
 
     `tta` switches the averaging over turned and mirrored views on or off, `snap` the move of
     points onto their blobs' centroids and `max_points` sets the cap of points per image; None
     keeps the checkpoint's own setting (its cap is 100 unless trained otherwise).
     """
-    if weights:
-        detector = Detector.load(weights, device, threads)
-        for key, value in (("tta", tta), ("snap", snap), ("top_k", max_points)):
-            if value is not None:
-                detector.settings[key] = value
-        return detector
-    if method:
+    if method and not weights:
         return ClassicalDetector(method, max_points)
-    raise InputError("give --weights CHECKPOINT or --method NAME")
+    detector = Detector.load(weights, device, threads)
+    for key, value in (("tta", tta), ("snap", snap), ("top_k", max_points)):
+        if value is not None:
+            detector.settings[key] = value
+    return detector
 
 
 @dataclass
@@ -107,7 +110,8 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
 
     Per frame: a label file in `save_txt` and a picture in `save_vis` named after the frame,
     and a frame of the annotated video `save_video`. At the end: every point as a row of the
-    CSV `save_csv` (frame, name, x, y in pixels, score) and every frame in the JSON `save_json`.
+    CSV `save_csv` (frame, name, x, y in pixels, score; "-" writes it to standard output) and
+    every frame in the JSON `save_json`.
     Every output is checked before the first frame is read (check_outputs); `inputs` names other
     files the run reads (the checkpoint), which no output may replace.
     With `skipped` a list, images that cannot be read are recorded there and left out instead of stopping the run.
@@ -150,7 +154,10 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
         writer = csv.writer(table, lineterminator="\n")  # quotes names holding a comma, a quote or a line break
         writer.writerow(["frame", "name", "x", "y", "score"])
         writer.writerows(rows)
-        write_text(save_csv, table.getvalue())
+        if str(save_csv) == STDOUT:
+            sys.stdout.write(table.getvalue())
+        else:
+            write_text(save_csv, table.getvalue())
     if save_json:
         document = {"source": str(source), "kind": frames.kind, "fps": frames.fps, "coordinates": "pixels, x = column, y = row",
                     "frames": records}
@@ -172,7 +179,7 @@ def check_outputs(frames: FrameSource, inputs: Sequence[str | os.PathLike | None
     image_folders = {path.parent for path in frames.paths} if isinstance(frames, ImageFiles) else set()
     label_folders = {folder.parent / "labels" for folder in image_folders if folder.name == "images"}
     for flag, path in (("--save-csv", save_csv), ("--save-json", save_json), ("--save-video", save_video)):
-        if path:
+        if path and not (flag == "--save-csv" and str(path) == STDOUT):
             prepare_output_file(path, flag, inputs)
     for flag, folder, read_there in (("--save-txt", save_txt, label_folders), ("--save-vis", save_vis, image_folders)):
         if folder:

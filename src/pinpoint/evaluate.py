@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from pinpoint.data.dataset import dataset_stems, load_sample
+from pinpoint.data.dataset import Sample, dataset_stems, load_sample
 from pinpoint.data.labels import read_labels
+from pinpoint.data.videos import is_video_dataset, video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.files import prepare_output_folder
 from pinpoint.metrics import Evaluator, Scores
@@ -23,6 +24,10 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
                      snap: bool | None = None, report: str | os.PathLike | None = None, max_points: int | None = None,
                      capped: list[str] | None = None) -> dict[float, Scores]:
     """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
+
+    `data` is a folder of images and labels, or of videos with per-frame label CSVs (every
+    labelled frame is scored, read one at a time; prediction files are then named VIDEO_000123.txt,
+    as `pinpoint detect` names them).
 
     With `pred_dir`, predicted label files are read (scores in the 3rd column; `conf` cuts them);
     otherwise the checkpoint or classical method is run on each image. The headline numbers use
@@ -47,9 +52,8 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
     distances = tuple(distances)
     evaluator = Evaluator(thresholds=distances, score_threshold=cut)
     reporter = Report(report, cut) if report is not None else None
-    for stem in dataset_stems(data, split):
-        sample = load_sample(data, stem)
-        size, truth = sample.image.shape, sample.truth
+    for sample in dataset_samples(data, split):
+        stem, size, truth = sample.stem, sample.image.shape, sample.truth
         if detector is None:
             path = Path(pred_dir) / f"{stem}.txt"
             if not path.is_file():
@@ -67,3 +71,13 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
     if reporter is not None:
         reporter.write(results)
     return results
+
+
+def dataset_samples(data: str | os.PathLike, split: str | os.PathLike | None = None) -> Iterator[Sample]:
+    """Each labelled image of an image dataset, or each labelled frame of a video dataset, in order."""
+    if is_video_dataset(data):
+        for stem in video_stems(data, split):
+            yield from video_frames(data, stem)
+    else:
+        for stem in dataset_stems(data, split):
+            yield load_sample(data, stem)

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from pinpoint.backends import METADATA_KEY, OnnxBackend, onnx_load_errors
+from pinpoint.checkpoints import weights_path
+from pinpoint.config import PRETRAINED
 from pinpoint.errors import InputError, first_line
 from pinpoint.files import prepare_output_file, write_bytes
 from pinpoint.predict import Detector
@@ -38,19 +40,21 @@ CHECK_TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted on export: fa
 
 
 
-def export_onnx(weights: str | os.PathLike, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
+def export_onnx(weights: str | os.PathLike = PRETRAINED, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
                 check: bool = True) -> Path:
-    """Export a checkpoint to ONNX (default: beside it, same name, .onnx) and return the path written.
+    """Export a checkpoint to ONNX (default: beside it, same name, .onnx; the pretrained model to
+    pretrained.onnx in the working folder, not into the installed package) and return the path written.
 
     With `check`, the graph passes onnx.checker and onnxruntime reproduces PyTorch within
     CHECK_TOLERANCE on a random non-square batch, before anything is written.
     """
-    weights = Path(weights)
+    bundled = str(weights) in ("", PRETRAINED)
+    weights = weights_path(weights)
     if opset not in OPSETS:
         raise InputError(f"--opset {opset}: choose {OPSETS.start} to {OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     if weights.suffix.lower() == ".onnx":
         raise InputError(f"{weights}: already an ONNX model; export takes a PyTorch checkpoint (.pt)")
-    out = Path(out) if out else weights.with_suffix(".onnx")
+    out = Path(out) if out else Path(f"{PRETRAINED}.onnx") if bundled else weights.with_suffix(".onnx")
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: --out is an ONNX file and takes the .onnx suffix")
     prepare_output_file(out, "--out", [weights])

@@ -35,6 +35,11 @@ targets and 0.0 with targets but no predictions (recall never rises, so the area
 Fa here counts false-alarm POINTS per pixel of image area (FP / sum of H*W). Segmentation papers
 on infrared small targets count false-alarm PIXELS instead, so the two are not interchangeable;
 `Fa_e6` is the same value in the 1e-6 units the field reports.
+
+False alarms per megapixel of target-free area (`FA_per_MP`) divide the false alarms by the
+pixels farther than `max_dist` from every target instead of by the whole image: the area where a
+point can only be a false alarm. Benchmark frames are mostly targets and their surroundings, a
+user's sky footage mostly empty background, and this rate carries over from one to the other.
 """
 
 from __future__ import annotations
@@ -209,6 +214,8 @@ class Scores:
     false_alarms_per_image: float  # FP / images
     Fa: float  # FP / pixels: false-alarm points per pixel
     Fa_e6: float  # Fa / 1e-6, the unit papers report
+    free_pixels: int  # pixels farther than max_dist from every target
+    FA_per_MP: float  # FP per 1e6 target-free pixels
     loc_error_px: float  # mean distance of matched pairs
     AP: float  # area under the score-ranked PR curve (VOC 2010+ all-point interpolation)
     pr_curve: PRCurve = field(repr=False)
@@ -224,6 +231,24 @@ class Scores:
         if include_curve:
             out["pr_curve"] = self.pr_curve.to_dict()
         return out
+
+
+def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float) -> int:
+    """How many pixels of an image of `image_size` (H, W) have their centre within `radius` of a
+    point of `xy` (pixel-index convention): where a prediction would be matched, not a false alarm."""
+    height, width = image_size
+    if len(xy) == 0:
+        return 0
+    mask = np.zeros((height, width), bool)
+    reach = radius + DIST_TOLERANCE_PX
+    for x, y in np.asarray(xy, np.float64):
+        c0, c1 = max(0, math.ceil(x - reach)), min(width - 1, math.floor(x + reach))
+        r0, r1 = max(0, math.ceil(y - reach)), min(height - 1, math.floor(y + reach))
+        if c0 > c1 or r0 > r1:
+            continue
+        cols, rows = np.arange(c0, c1 + 1) - x, np.arange(r0, r1 + 1) - y
+        mask[r0:r1 + 1, c0:c1 + 1] |= cols[None, :] ** 2 + rows[:, None] ** 2 <= reach ** 2
+    return int(mask.sum())
 
 
 def _json_float(value: float) -> float | None:
@@ -268,6 +293,7 @@ class Evaluator:
         self._pixels = 0
         self._targets = 0
         self._predictions = 0
+        self._free_pixels = {t: 0 for t in self.thresholds}
         self._true_positives = {t: 0 for t in self.thresholds}
         self._matched_distance_sum = {t: 0.0 for t in self.thresholds}
         self._ranked_scores: list[np.ndarray] = []
@@ -296,6 +322,7 @@ class Evaluator:
         for max_dist in self.thresholds:
             headline = headlines[max_dist] = _match_nearest_first(distances[kept], pred.score[kept], max_dist)
             self._true_positives[max_dist] += len(headline.pairs)
+            self._free_pixels[max_dist] += height * width - covered_pixels(gt.xy, gt.image_size, max_dist)
             self._matched_distance_sum[max_dist] += float(headline.distances.sum())
             ranked = _match_score_order(distances, pred.score, max_dist)
             self._ranked_is_tp[max_dist].append(ranked.pred_matched)
@@ -326,6 +353,8 @@ class Evaluator:
                 false_alarms_per_image=_ratio(fp, self._images),
                 Fa=fa,
                 Fa_e6=fa * 1e6,
+                free_pixels=self._free_pixels[max_dist],
+                FA_per_MP=_ratio(fp * 1e6, self._free_pixels[max_dist]),
                 loc_error_px=_ratio(self._matched_distance_sum[max_dist], tp),
                 AP=average_precision(scores, is_tp, self._targets),
                 pr_curve=precision_recall_curve(scores, is_tp, self._targets),
@@ -348,7 +377,7 @@ def evaluate(
     return evaluator.result()
 
 
-_TABLE_COLUMNS = ("dist px", "Pd", "precision", "F1", "FA/img", "Fa(1e-6)", "loc err px", "AP", "TP/targets")
+_TABLE_COLUMNS = ("dist px", "Pd", "precision", "F1", "FA/img", "FA/MP", "Fa(1e-6)", "loc err px", "AP", "TP/targets")
 
 
 def format_table(results: dict[float, Scores]) -> str:
@@ -366,6 +395,7 @@ def format_table(results: dict[float, Scores]) -> str:
             number(s.precision, 4),
             number(s.F1, 4),
             number(s.false_alarms_per_image, 3),
+            number(s.FA_per_MP, 2),
             number(s.Fa_e6, 3),
             number(s.loc_error_px, 3),
             number(s.AP, 4),

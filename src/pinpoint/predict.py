@@ -10,7 +10,6 @@ are the same code for both, so both give the same points.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,10 +17,10 @@ import torch
 from torch import nn
 
 from pinpoint.backends import Backend, OnnxBackend, TorchBackend
-from pinpoint.checkpoints import load_checkpoint
+from pinpoint.checkpoints import load_checkpoint, weights_path
 from pinpoint.codecs.heatmap import decode
 from pinpoint.codecs.snap import snap_and_merge
-from pinpoint.config import COUNT, SCORE, check_value
+from pinpoint.config import COUNT, PRETRAINED, SCORE, check_value
 from pinpoint.data import transforms as T
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError, first_line
@@ -88,15 +87,16 @@ class Detector:
         self.name = name
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> "Detector":
-        """Load a checkpoint written by `pinpoint train` (best.pt or last.pt), or an .onnx from `pinpoint export`.
+    def load(cls, path: str | os.PathLike | None = PRETRAINED, device: str = "auto", threads: int | None = None) -> "Detector":
+        """Load a checkpoint written by `pinpoint train` (best.pt or last.pt), an .onnx from
+        `pinpoint export`, or with no path (or "pretrained") the model shipped with pinpoint.
 
         `threads` sets the intra-op CPU threads of the whole process's PyTorch (torch.set_num_threads:
         the network of a checkpoint, and the peak decoding of both kinds) and of the onnxruntime
         session. None keeps each library's default, one per core; on a box whose cores are busy with
         other work, 1 can be several times faster (a parallel op waits for its slowest thread).
         """
-        path = Path(path)
+        path = weights_path(path)
         if threads:
             torch.set_num_threads(threads)
         if path.suffix.lower() == ".onnx":
@@ -235,6 +235,7 @@ def check_overrides(conf: float | None, max_points: int | None) -> None:
         check_value("max_points", max_points, COUNT)
 
 
-def load(path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> Detector:
-    """Load a trained detector from a checkpoint or an exported .onnx: `pinpoint.load("runs/x/best.pt").predict(image)`."""
+def load(path: str | os.PathLike | None = PRETRAINED, device: str = "auto", threads: int | None = None) -> Detector:
+    """Load a trained detector from a checkpoint or an exported .onnx: `pinpoint.load("runs/x/best.pt").predict(image)`;
+    `pinpoint.load()` gives the model shipped with pinpoint (docs/model-card.md)."""
     return Detector.load(path, device, threads)

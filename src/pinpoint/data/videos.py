@@ -21,6 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -99,19 +100,24 @@ def load_video_frames(folder: str | os.PathLike, stems: list[str], every: int = 
     """
     if every < 1:
         raise InputError(f"--every {every}: must be a whole number >= 1")
-    folder = Path(folder)
     samples: list[Sample] = []
     for stem in stems:
         try:
-            samples.extend(_video_samples(folder, stem, every))
+            samples.extend(video_frames(folder, stem, every))
         except InputError as exc:
             report_problems([str(exc)], skipped)
     return samples
 
 
-def _video_samples(folder: Path, stem: str, every: int) -> list[Sample]:
+def video_frames(folder: str | os.PathLike, stem: str, every: int = 1) -> Iterator[Sample]:
+    """Every `every`-th labelled frame of one video, decoded one at a time (for scoring a whole
+    video without holding it in memory). Its problems are InputErrors naming the file and row; a
+    label past the video's end is found once the video has been read to its end."""
     from pinpoint.sources import VIDEO_SUFFIXES, VideoFile
 
+    if every < 1:
+        raise InputError(f"--every {every}: must be a whole number >= 1")
+    folder = Path(folder)
     path = find_by_stem(folder / "videos", stem, VIDEO_SUFFIXES, "video")
     labels = read_video_labels(folder / "labels" / f"{stem}.csv")
     if not labels.points:
@@ -119,7 +125,7 @@ def _video_samples(folder: Path, stem: str, every: int) -> list[Sample]:
     labelled = sorted(labels.points)
     wanted = set(labelled[::every])
     last = max(labelled)
-    samples, decoded = [], 0
+    decoded = 0
     for frame in VideoFile(path).frames():
         decoded = frame.index + 1
         if frame.index in wanted:
@@ -129,10 +135,9 @@ def _video_samples(folder: Path, stem: str, every: int) -> list[Sample]:
             if outside.any():
                 raise InputError(f"{labels.path}:{labels.rows[frame.index]}: a point of frame {frame.index} lies outside "
                                  f"the {width} x {height} frame")
-            samples.append(Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path))
+            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path)
         if frame.index >= last:
             break
     if last >= decoded:
         raise InputError(f"{labels.path}:{labels.rows[last]}: frame {last} is past the video's end ({decoded} frames decoded "
                          f"from {path})")
-    return samples

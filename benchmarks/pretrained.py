@@ -1,0 +1,301 @@
+"""The pretrained model's table: every test split we hold, the pretrained model against training on
+each dataset alone, and fine-tuning on a few labelled images against training from scratch.
+
+    python benchmarks/pretrained.py --only pretrained --ship   # train the shipped model from scratch (~35 min), copy it into the package
+    python benchmarks/pretrained.py --only nuaa-sirst-only     # one row (the others kept from the JSON)
+    python benchmarks/pretrained.py --only subsets             # the 36 few-image rows
+    python benchmarks/pretrained.py                            # every row (about 4 hours on 2 cores)
+    python benchmarks/pretrained.py --replot                   # the tables again from the JSON
+    OMP_NUM_THREADS=1 python benchmarks/pretrained.py --only ... &   # two queues at once, one thread each
+
+Test splits (never trained on, never used to choose anything: validation is carved from training):
+NUAA-SIRST 50/50 test (3 px), MDvsFA test (3 px), drone-ir val videos (every labelled frame, 5 px,
+also by range: close, medium, distant from videos.csv).
+
+Rows:
+- `pretrained`: `pinpoint train --data benchmarks/recipes/pretrained.toml --epochs 20 --epoch-size 3000`,
+  scored on every test split. `--ship` copies its best.pt to src/pinpoint/weights/pretrained.pt.
+- `nuaa-sirst-only`, `mdvsfa-only`, `drone-ir-only`: the default recipe on that dataset's training
+  split alone. MDvsFA and drone-ir get 7 and 11 epochs: as many crops as the pretrained model sees
+  (about 60,000), where the default 100 epochs of 9,000 images would take 13 hours.
+  `nuaa-sirst-only` (today's NUAA-only default) is scored on every test split, for the false alarms.
+- `{nuaa-sirst,drone-ir}-{10,25,50}-{scratch,pretrained}-{1,2,3}`: the default recipe on N training
+  images (drone-ir: N frames of the training videos), from random weights or from the shipped
+  pretrained model; draw k is the same N images for both starts.
+
+Every row is scored in onnxruntime (its best.pt exported to best.onnx, as deployed). Columns: Pd, precision, F1, AP, false alarms per image, false alarms per megapixel of target-free
+area (pixels farther than the matching distance from every target) and training minutes.
+Writes benchmarks/results/pretrained.json (every figure and setting) and pretrained.md (the
+tables), and puts the tables into docs/model-card.md between its table markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from nuaa_sirst import IGNORED, save_row, write_results
+from pinpoint.checkpoints import PRETRAINED_PATH
+from pinpoint.config import TrainConfig
+from pinpoint.data.dataset import read_split
+from pinpoint.data.labels import write_labels
+from pinpoint.data.videos import read_video_labels, video_frames
+from pinpoint.evaluate import RANKING_FLOOR, dataset_samples
+from pinpoint.export import export_onnx
+from pinpoint.files import write_bytes, write_text
+from pinpoint.metrics import Evaluator
+from pinpoint.predict import Detector
+from pinpoint.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RECIPE = ROOT / "benchmarks" / "recipes" / "pretrained.toml"
+MODEL_CARD = ROOT / "docs" / "model-card.md"
+TABLE_START, TABLE_END = "<!-- tables: benchmarks/pretrained.py -->", "<!-- end of tables -->"
+
+# name -> (folder, test split, matching distance in px, shown as)
+TESTS = {
+    "nuaa-sirst": ("NUAA-SIRST", "splits/50_50/test.txt", 3.0, "NUAA-SIRST 50/50 test, 3 px"),
+    "mdvsfa": ("MDvsFA", "splits/test.txt", 3.0, "MDvsFA test, 3 px"),
+    "drone-ir": ("drone-ir", "splits/val.txt", 5.0, "drone-ir val videos, every labelled frame, 5 px"),
+}
+TRAIN_SPLITS = {"nuaa-sirst": "splits/50_50/train.txt", "mdvsfa": "splits/train.txt", "drone-ir": "splits/train.txt"}
+RANGES = ("CLOSE", "MEDIUM", "DISTANT")
+SUBSET_SIZES = (10, 25, 50)
+DRAWS = (1, 2, 3)
+PRETRAINED_RUN = dict(epochs=20, epoch_size=3000)
+
+
+def rows_table() -> dict[str, dict]:
+    """Every row: what it trains (TrainConfig settings, or a subset to draw) and where it is scored."""
+    rows: dict[str, dict] = {
+        "pretrained": {"train": dict(data=str(RECIPE), **PRETRAINED_RUN), "tests": list(TESTS),
+                       "note": "pretrained on NUAA-SIRST, MDvsFA and drone-ir training splits; no fine-tuning"},
+        "nuaa-sirst-only": {"train": dict(data=str(DATA / "NUAA-SIRST"), split=str(DATA / "NUAA-SIRST" / TRAIN_SPLITS["nuaa-sirst"])),
+                            "tests": list(TESTS), "note": "the default recipe on NUAA-SIRST 50/50 train alone (100 epochs)"},
+        "mdvsfa-only": {"train": dict(data=str(DATA / "MDvsFA"), split=str(DATA / "MDvsFA" / TRAIN_SPLITS["mdvsfa"]), epochs=7),
+                        "tests": ["mdvsfa"], "note": "the default recipe on MDvsFA train alone, 7 epochs (~63,000 crops)"},
+        "drone-ir-only": {"train": dict(data=str(DATA / "drone-ir"), split=str(DATA / "drone-ir" / TRAIN_SPLITS["drone-ir"]), epochs=11),
+                          "tests": ["drone-ir"], "note": "the default recipe on drone-ir train videos alone (every 10th frame), "
+                                                         "11 epochs (~62,000 crops)"},
+    }
+    for dataset in ("nuaa-sirst", "drone-ir"):
+        for n in SUBSET_SIZES:
+            for start in ("scratch", "pretrained"):
+                for draw in DRAWS:
+                    rows[f"{dataset}-{n}-{start}-{draw}"] = {
+                        "subset": dict(dataset=dataset, n=n, draw=draw), "tests": [dataset],
+                        "train": dict(init="pretrained") if start == "pretrained" else {},
+                        "note": f"{n} {'frames' if dataset == 'drone-ir' else 'images'} of {dataset} (draw {draw}), "
+                                f"from {'the pretrained model' if start == 'pretrained' else 'random weights'}"}
+    return rows
+
+
+ROWS = rows_table()
+GROUPS = {"subsets": [name for name, row in ROWS.items() if "subset" in row]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=[*ROWS, *GROUPS], metavar="ROW",
+                        help="run these rows (or `subsets`), keep the others from the JSON")
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "pretrained"), help="folder for the runs")
+    parser.add_argument("--reuse", action="store_true", help="score a row's finished run again instead of training it")
+    parser.add_argument("--ship", action="store_true", help="copy the pretrained row's best.pt into the package")
+    parser.add_argument("--replot", action="store_true", help="run nothing: write the tables again from the JSON")
+    args = parser.parse_args()
+    for folder, *_ in TESTS.values():
+        if not (DATA / folder).is_dir():
+            print(f"no dataset at {DATA / folder} (see the data README)", file=sys.stderr)
+            return 2
+    json_path = ROOT / "benchmarks" / "results" / "pretrained.json"
+    rows = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    if args.replot:
+        write_results(json_path, rows, render)
+        update_model_card(render(rows))
+        return 0
+    names = [n for name in args.only or list(ROWS) for n in GROUPS.get(name, [name])]
+    for name in names:
+        print(f"== {name}", flush=True)
+        row = run_row(name, ROWS[name], Path(args.work), args.reuse)
+        if name == "pretrained" and args.ship:
+            shutil.copyfile(Path(args.work) / name / "best.pt", PRETRAINED_PATH)
+            print(f"shipped: {PRETRAINED_PATH} ({PRETRAINED_PATH.stat().st_size / 1e6:.2f} MB)")
+        rows = save_row(json_path, name, row, render)
+        update_model_card(render(rows))
+        print(json.dumps({t: row["scores"][t]["all"] for t in row["scores"]}, indent=1), flush=True)
+    print(f"tables: {json_path.with_suffix('.md')} and {MODEL_CARD}")
+    return 0
+
+
+def run_row(name: str, recipe: dict, work: Path, reuse: bool) -> dict:
+    """Train (or reuse) the row's run and score it on its test splits."""
+    run = work / name
+    settings = dict(recipe["train"])
+    if "subset" in recipe:
+        settings.update(subset_data(**recipe["subset"], folder=work / "subsets"))
+    if "init" in settings and settings["init"] == "pretrained" and not PRETRAINED_PATH.is_file():
+        raise SystemExit(f"{name}: no shipped model at {PRETRAINED_PATH}; run --only pretrained --ship first")
+    if reuse and (run / "best.pt").is_file():
+        minutes = logged_minutes(run)
+    else:
+        started = time.time()
+        train(TrainConfig(out=str(run), overwrite=True, progress=False, **settings))
+        minutes = (time.time() - started) / 60
+    config = {k: v for k, v in TrainConfig(**settings).to_dict().items() if k not in IGNORED or k == "init"}
+    # scored in onnxruntime, as deployed: the same points as PyTorch (export checks 1e-4), faster on the CPU
+    onnx = run / "best.onnx"
+    onnx.unlink(missing_ok=True)
+    detector = Detector.load(export_onnx(run / "best.pt", onnx), device="cpu", threads=torch.get_num_threads())
+    scores = {test: score(detector, test) for test in recipe["tests"]}
+    return {"note": recipe["note"], "settings": json.loads(json.dumps(config)), "data": settings.get("data"),
+            "train_minutes": minutes, "scores": scores}
+
+
+def logged_minutes(run: Path) -> float:
+    """A finished run's training wall time: from its config.json (written once the data is read) to
+    its best.pt (rewritten last, with the thresholds)."""
+    return ((run / "best.pt").stat().st_mtime - (run / "config.json").stat().st_mtime) / 60
+
+
+def subset_data(dataset: str, n: int, draw: int, folder: Path) -> dict:
+    """The training data of a few-image row: a split file of N NUAA-SIRST training images, or a
+    folder of N frames drawn from drone-ir's training videos (decoded once, kept in `folder`).
+    The same (dataset, n, draw) always gives the same images, for both starts."""
+    rng = np.random.default_rng([n, draw])
+    root = DATA / TESTS[dataset][0]
+    stems = read_split(root / TRAIN_SPLITS[dataset])
+    if dataset == "nuaa-sirst":
+        chosen = sorted(stems[i] for i in rng.choice(len(stems), n, replace=False))
+        split = folder / f"{dataset}-{n}-{draw}.txt"
+        split.parent.mkdir(parents=True, exist_ok=True)
+        write_text(split, "\n".join(chosen) + "\n")
+        return dict(data=str(root), split=str(split))
+    out = folder / f"{dataset}-{n}-{draw}"
+    if not (out / "done").is_file():
+        videos = sorted(rng.choice(len(stems), n, replace=n > len(stems)))
+        picks: dict[str, list[int]] = {}
+        for i in videos:  # one frame of each drawn video (a video drawn twice gives two frames)
+            labelled = sorted(read_video_labels(root / "labels" / f"{stems[i]}.csv").points)
+            picks.setdefault(stems[i], []).append(int(labelled[rng.integers(len(labelled))]))
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        (out / "labels").mkdir(exist_ok=True)
+        for stem, frames in picks.items():
+            wanted = {f"{stem}_{frame:06d}" for frame in frames}
+            for sample in video_frames(root, stem):
+                if sample.stem in wanted:
+                    height, width = sample.image.shape
+                    png = cv2.imencode(".png", np.round(sample.image * 255).astype(np.uint8))[1].tobytes()
+                    write_bytes(out / "images" / f"{sample.stem}.png", png)
+                    write_labels(out / "labels" / f"{sample.stem}.txt", sample.xy / [width, height])
+                    wanted.discard(sample.stem)
+                if not wanted:
+                    break
+        write_text(out / "done", "")
+    return dict(data=str(out))
+
+
+def score(detector: Detector, test: str) -> dict:
+    """Scores on one test split at its distance: all of it, and for drone-ir each range apart."""
+    folder, split, distance, _ = TESTS[test]
+    root = DATA / folder
+    cut = detector.threshold
+    ranges = video_ranges(root) if test == "drone-ir" else {}
+    evaluators = {"all": Evaluator((distance,), cut)}
+    started, frames = time.time(), 0
+    for sample in dataset_samples(root, root / split):
+        pred = detector.predict(sample.image, min(cut, RANKING_FLOOR))
+        evaluators["all"].add(pred, sample.truth)
+        video = sample.stem.rsplit("_", 1)[0]
+        if video in ranges:
+            evaluators.setdefault(ranges[video].lower(), Evaluator((distance,), cut)).add(pred, sample.truth)
+        frames += 1
+    out = {name: e.result()[distance].to_dict() for name, e in evaluators.items()}
+    out["all"]["seconds"] = time.time() - started
+    print(f"  {test}: {frames} frames in {time.time() - started:.0f} s", flush=True)
+    return out
+
+
+def video_ranges(root: Path) -> dict[str, str]:
+    """Video name -> its range (CLOSE, MEDIUM, DISTANT), from the dataset's videos.csv."""
+    with open(root / "videos.csv") as f:
+        return {r["name"]: r["distance"].upper() for r in csv.DictReader(f)}
+
+
+COLUMNS = "| row | Pd | precision | F1 | AP | FA/image | FA/MP | train min |"
+
+
+def render(rows: dict) -> str:
+    """The Markdown tables: one per test split (subset rows as mean ± spread of their draws), and
+    drone-ir by range."""
+    lines = ["Reproduce: `python benchmarks/pretrained.py` (rows: `--only NAME`). FA/MP: false alarms per "
+             "megapixel of target-free area. Few-image rows: mean ± standard deviation over 3 draws of the images.", ""]
+    for test, (_, _, _, shown) in TESTS.items():
+        lines += [f"**{shown}**", "", COLUMNS, "|---" * 8 + "|"]
+        for name, recipe in ROWS.items():
+            if name in rows and test in rows[name]["scores"] and "subset" not in recipe:
+                lines.append(table_line(name, [rows[name]], test))
+        for n in SUBSET_SIZES:
+            for start in ("scratch", "pretrained"):
+                runs = [rows[f"{test}-{n}-{start}-{d}"] for d in DRAWS if f"{test}-{n}-{start}-{d}" in rows]
+                if runs:
+                    label = f"{n} {'frames' if test == 'drone-ir' else 'images'}, from {'pretrained' if start == 'pretrained' else 'scratch'}"
+                    lines.append(table_line(f"{label} ({len(runs)} draws)" if len(runs) < len(DRAWS) else label, runs, test))
+        lines.append("")
+    by_range = [name for name in ROWS if name in rows and "drone-ir" in rows[name]["scores"] and "subset" not in ROWS[name]]
+    if by_range:
+        lines += ["**drone-ir val by range, 5 px: F1 (FA/MP)**", "", "| row | " + " | ".join(r.lower() for r in RANGES) + " |",
+                  "|---" * (len(RANGES) + 1) + "|"]
+        for name in by_range:
+            cells = []
+            for r in RANGES:
+                s = rows[name]["scores"]["drone-ir"].get(r.lower())
+                cells.append(f"{fmt(s['F1'], 3)} ({fmt(s['FA_per_MP'], 2)})" if s else "n/a")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def table_line(label: str, runs: list[dict], test: str) -> str:
+    """One row of a table: a run's figures, or the mean ± standard deviation of several."""
+    def cell(values: list, digits: int) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "n/a"
+        if len(runs) == 1:
+            return fmt(values[0], digits)
+        return f"{fmt(float(np.mean(values)), digits)} ± {fmt(float(np.std(values)), digits)}"
+
+    scores = [run["scores"][test]["all"] for run in runs]
+    return "| " + " | ".join([label, cell([s["Pd"] for s in scores], 3), cell([s["precision"] for s in scores], 3),
+                              cell([s["F1"] for s in scores], 3), cell([s["AP"] for s in scores], 3),
+                              cell([s["false_alarms_per_image"] for s in scores], 3), cell([s["FA_per_MP"] for s in scores], 2),
+                              cell([run["train_minutes"] for run in runs], 1)]) + " |"
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def update_model_card(tables: str) -> None:
+    """Put the tables into docs/model-card.md between its markers (the rest of the card is prose)."""
+    text = MODEL_CARD.read_text()
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < start:
+        print(f"{MODEL_CARD}: no table markers; the tables are in benchmarks/results/pretrained.md", file=sys.stderr)
+        return
+    write_text(MODEL_CARD, text[:start + len(TABLE_START)] + "\n" + tables + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
