@@ -250,7 +250,7 @@ def render(rows: dict) -> str:
                 runs = [rows[f"{test}-{n}-{start}-{d}"] for d in DRAWS if f"{test}-{n}-{start}-{d}" in rows]
                 if runs:
                     label = f"{n} {'frames' if test == 'drone-ir' else 'images'}, from {'pretrained' if start == 'pretrained' else 'scratch'}"
-                    lines.append(table_line(f"{label} ({len(runs)} draws)" if len(runs) < len(DRAWS) else label, runs, test))
+                    lines.append(table_line(f"{label} ({len(runs)} of {len(DRAWS)} draws)" if len(runs) < len(DRAWS) else label, runs, test))
         lines.append("")
     by_range = [name for name in ROWS if name in rows and "drone-ir" in rows[name]["scores"] and "subset" not in ROWS[name]]
     if by_range:

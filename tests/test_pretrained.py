@@ -87,3 +87,12 @@ def test_annotate_suggests_with_the_shipped_model_unless_told(flags, weights, mo
     monkeypatch.setattr(pinpoint.annotate, "serve", lambda data_dir, weights, **kw: seen.update(weights=weights))
     assert main(["annotate", str(tmp_path), *flags]) == 0
     assert seen == {"weights": weights}
+
+
+def test_export_without_weights_writes_the_pretrained_model_here(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["export"]) == 0
+    assert (tmp_path / "pretrained.onnx").is_file() and not PRETRAINED_PATH.with_suffix(".onnx").exists()
+    image = sky_with_a_target()
+    onnx, torch_points = pinpoint.load("pretrained.onnx").predict(image), pinpoint.load(device="cpu").predict(image)
+    assert np.allclose(onnx.xy, torch_points.xy, atol=1e-3) and np.allclose(onnx.score, torch_points.score, atol=1e-3)

@@ -189,3 +189,53 @@ def test_make_image_is_a_usable_frame_with_visible_targets() -> None:
             total += 1
     assert total > 40
     assert brighter / total > 0.85  # faint targets near edges may lose, most must stand out
+
+
+# --- synthetic videos ------------------------------------------------------------------------
+
+
+def test_synthetic_videos_read_back_with_their_tracks(tmp_path: Path) -> None:
+    from pinpoint.data.synth_video import synthesize_videos
+    from pinpoint.data.videos import load_video_frames, read_video_labels
+
+    truth = synthesize_videos(tmp_path / "a", n=6, frames=24, seed=3)
+    assert (tmp_path / "a" / "splits" / "val.txt").read_text().split() == ["synth_video_00", "synth_video_01"]
+    crossings = 0
+    for name, tracks in truth.items():
+        labels = read_video_labels(tmp_path / "a" / "labels" / f"{name}.csv")
+        for track in tracks:  # every row of the CSV is a point of a returned track, to the CSV's 3 decimals
+            for frame, xy in zip(track.frames, track.xy):
+                assert np.abs(labels.points[int(frame)] - xy).sum(axis=1).min() < 2e-3
+        assert sum(len(p) for p in labels.points.values()) == sum(len(t.frames) for t in tracks)
+        samples = load_video_frames(tmp_path / "a", [name], every=1)
+        contrast = []
+        for sample in samples:  # each target is brighter than the ring around it
+            for x, y in sample.xy:
+                r, c = int(round(y)), int(round(x))
+                if 8 <= r < 256 - 8 and 8 <= c < 320 - 8:
+                    patch = sample.image[r - 7:r + 8, c - 7:c + 8]
+                    ring = np.hypot(*np.mgrid[-7:8, -7:8]) >= 5
+                    contrast.append(patch[6:9, 6:9].mean() - patch[ring].mean())
+        assert np.median(contrast) > 0
+        if len(tracks) > 1:
+            middle = 12
+            crossings += any(np.hypot(*(t.xy[t.frames == middle][0] - tracks[0].xy[tracks[0].frames == middle][0])) < 1
+                             for t in tracks[1:] if middle in t.frames and middle in tracks[0].frames)
+    assert crossings >= 1  # some paths cross, where a tracker must keep the ids apart
+    again = synthesize_videos(tmp_path / "b", n=6, frames=24, seed=3)
+    assert all(np.array_equal(t.xy, u.xy) for name in truth for t, u in zip(truth[name], again[name]))
+    for name in truth:
+        assert (tmp_path / "a" / "labels" / f"{name}.csv").read_text() == (tmp_path / "b" / "labels" / f"{name}.csv").read_text()
+        first = load_video_frames(tmp_path / "a", [name], every=5)
+        second = load_video_frames(tmp_path / "b", [name], every=5)
+        assert all(np.array_equal(f.image, s.image) for f, s in zip(first, second))  # lossless and seeded
+
+
+def test_synthetic_videos_refuse_a_folder_holding_other_videos(tmp_path: Path) -> None:
+    from pinpoint.data.synth_video import synthesize_videos
+    from pinpoint.errors import InputError
+
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "mine.mp4").write_bytes(b"x")
+    with pytest.raises(InputError, match="mine.mp4"):
+        synthesize_videos(tmp_path, n=1, frames=4)

@@ -106,9 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_synth(verbs) -> None:
-    p = verbs.add_parser("synth", help="write a synthetic infrared dataset (images/, labels/, splits/)")
+    p = verbs.add_parser("synth", help="write a synthetic infrared dataset (images/, labels/, splits/) or videos (--video)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--n", type=POSITIVE, default=200, help="number of images")
+    p.add_argument("--n", type=POSITIVE, help="number of images (default 200), or of videos with --video (default 4)")
+    p.add_argument("--video", action="store_true", help="write 320x256 videos with moving targets (videos/, labels/NAME.csv "
+                   "in drone-ir's format, splits/) instead of images")
+    p.add_argument("--frames", type=number(Rule(int, 2)), default=90, help="frames per video (default 90)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the images and targets")
     p.add_argument("--min-size", type=POSITIVE, default=160, help="smallest side length in pixels")
     p.add_argument("--max-size", type=POSITIVE, default=320, help="largest side length in pixels")
@@ -314,11 +317,19 @@ def run_synth(args: argparse.Namespace) -> int:
 
     started = time.time()
     prepare_output_folder(args.out, "OUT")
+    if args.video:
+        from pinpoint.data.synth_video import synthesize_videos
+
+        tracks = synthesize_videos(args.out, n=args.n or 4, frames=args.frames, seed=args.seed)
+        print(f"pinpoint synth: {len(tracks)} videos of {args.frames} frames with {sum(map(len, tracks.values()))} tracks "
+              f"in {args.out} ({time.time() - started:.1f}s); splits in {Path(args.out) / 'splits'}")
+        return 0
     try:
-        out = synthesize(args.out, n=args.n, seed=args.seed, min_size=args.min_size, max_size=args.max_size, splits=tuple(args.splits))
+        out = synthesize(args.out, n=args.n or 200, seed=args.seed, min_size=args.min_size, max_size=args.max_size,
+                         splits=tuple(args.splits))
     except ValueError as exc:
         raise InputError(f"{args.out}: {exc}") from None
-    print(f"pinpoint synth: {args.n} images in {out} ({time.time() - started:.1f}s); splits in {Path(out) / 'splits'}")
+    print(f"pinpoint synth: {args.n or 200} images in {out} ({time.time() - started:.1f}s); splits in {Path(out) / 'splits'}")
     return 0
 
 
