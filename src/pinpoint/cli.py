@@ -100,7 +100,7 @@ THREADS = number(Rule(int, 1, 1024))  # past a thousand or so, starting the thre
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pinpoint", description="Find tiny infrared targets as points.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=VerbParser)
-    for add in (add_synth, add_train, add_eval, add_detect, add_export, add_bench, add_convert, add_annotate, add_demo):
+    for add in (add_synth, add_train, add_eval, add_detect, add_track, add_export, add_bench, add_convert, add_annotate, add_demo):
         add(verbs)
     return parser
 
@@ -218,6 +218,33 @@ def add_detect(verbs) -> None:
     p.add_argument("--threads", type=THREADS, help="intra-op CPU threads (default: the library's own, one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_detect)
+
+
+def add_track(verbs) -> None:
+    from pinpoint.tracking import TrackerSettings
+
+    d = TrackerSettings()
+    p = verbs.add_parser("track", help="detect on every frame of a video and follow the points: tracks with ids")
+    p.add_argument("--source", required=True, help="a video, a folder of frames, a quoted glob, or a folder of videos "
+                   "(or a dataset folder with videos/): each video tracked on its own")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--weights", help=WEIGHTS_HELP)
+    model.add_argument("--method", help="a training-free method: tophat or local-contrast")
+    p.add_argument("--save-csv", help="CSV of every tracked point: frame,track,x,y,score (empty score: predicted over a gap); "
+                   "a folder of NAME.csv for several videos")
+    p.add_argument("--save-mot", help="MOTChallenge text file (a folder of NAME.txt for several videos)")
+    p.add_argument("--save-video", help="annotated video with ids and trails (.mp4, .mkv, .avi; a folder of NAME.mp4 for several)")
+    p.add_argument("--conf", type=number(SCORE), help="detection threshold in [0, 1] (default: the checkpoint's own)")
+    p.add_argument("--gate", type=DISTANCE, default=d.gate_px, metavar="PX",
+                   help="farthest a point may lie from a track's predicted position to continue it")
+    p.add_argument("--confirm", type=POSITIVE, nargs=2, default=[d.confirm_hits, d.confirm_window], metavar=("M", "N"),
+                   help="a track is reported once seen in M of its last N frames")
+    p.add_argument("--max-missed", type=number(Rule(int, 0)), default=d.max_missed, metavar="K",
+                   help="frames a track is carried on its prediction before it ends")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=THREADS, help="intra-op CPU threads (default: the library's own, one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_track)
 
 
 def add_export(verbs) -> None:
@@ -400,6 +427,27 @@ def run_detect(args: argparse.Namespace) -> int:
 
         print(format_skipped(skipped, "pinpoint detect"), file=report)
     warn("detect", run.notes + ([cap_warning(run.capped, args.max_points)] if run.capped else []))
+    return 0
+
+
+def run_track(args: argparse.Namespace) -> int:
+    from pinpoint.detect import make_detector
+    from pinpoint.track import track_source
+    from pinpoint.tracking import TrackerSettings
+
+    hits, window = args.confirm
+    if hits > window:
+        raise InputError(f"--confirm {hits} {window}: M must be at most N")
+    settings = TrackerSettings(gate_px=args.gate, confirm_hits=hits, confirm_window=window, max_missed=args.max_missed)
+    detector = make_detector(args.weights, args.method, args.device, args.threads)
+    started = time.time()
+    run = track_source(detector, args.source, settings, save_csv=args.save_csv, save_mot=args.save_mot,
+                       save_video=args.save_video, conf=args.conf, progress=not args.no_progress, inputs=[args.weights])
+    seconds = time.time() - started
+    outputs = [("CSV", args.save_csv), ("MOT", args.save_mot), ("video", args.save_video)]
+    print(f"pinpoint track: {run.tracks} track(s) in {run.frames} frame(s) of {run.sequences} sequence(s), "
+          f"{run.frames / max(seconds, 1e-9):.0f} frames/s" + "".join(f"; {what} in {where}" for what, where in outputs if where))
+    warn("track", run.notes or [])
     return 0
 
 

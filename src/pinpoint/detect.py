@@ -130,7 +130,7 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
     capped: list[str] = []
     count = total = 0
     with contextlib.ExitStack() as stack:
-        video = stack.enter_context(_VideoSink(save_video, frames.fps)) if save_video else None
+        video = stack.enter_context(VideoSink(save_video, frames.fps)) if save_video else None
         bar = stack.enter_context(tqdm(total=frames.total, desc=f"detect {frames.kind}", unit="img", disable=not progress))
         for group in batches(prefetch(frames.frames(skipped), depth=max(2 * batch, 4), label=frames.label), batch):
             results = detector.predict_batch_with_heatmap([frame.image for frame in group], conf, heatmaps=drawing)
@@ -206,7 +206,7 @@ def _frame_record(frame: Frame, points: Points) -> dict:
 
 
 def _draw(frame: Frame, points: Points, heatmap: np.ndarray | None, save_vis: str | os.PathLike | None,
-          video: "_VideoSink | None") -> None:
+          video: "VideoSink | None") -> None:
     from pinpoint.viz import annotate, save_image
 
     picture = annotate(frame.image, points, heatmap)
@@ -216,7 +216,7 @@ def _draw(frame: Frame, points: Points, heatmap: np.ndarray | None, save_vis: st
         video.write(picture, frame.origin)
 
 
-class _VideoSink:
+class VideoSink:
     """An annotated video written atomically: frames go to a temporary file renamed on success."""
 
     def __init__(self, path: str | os.PathLike, fps: float):
@@ -229,7 +229,7 @@ class _VideoSink:
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
 
-    def __enter__(self) -> "_VideoSink":
+    def __enter__(self) -> "VideoSink":
         self._atomic = atomic_path(self.path)
         self.tmp = self._atomic.__enter__()
         return self

@@ -10,7 +10,7 @@ are the same code for both, so both give the same points.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,10 @@ from pinpoint.errors import InputError, first_line
 from pinpoint.files import check_regular_file
 from pinpoint.models.registry import create_model
 from pinpoint.points import Points
+
+if TYPE_CHECKING:
+    from pinpoint.track import TrackedFrame
+    from pinpoint.tracking import TrackerSettings
 
 ImageLike = np.ndarray | str | os.PathLike
 
@@ -114,6 +118,15 @@ class Detector:
         except RuntimeError as exc:
             raise InputError(f"{path}: its weights do not fit the {ckpt['model_name']} network ({first_line(exc)})") from None
         return cls(model, ckpt["inference"], resolve_device(device), name=ckpt["model_name"])
+
+    def track(self, source: str | os.PathLike, settings: TrackerSettings | None = None,
+              conf: float | None = None) -> Iterator[TrackedFrame]:
+        """Detect and track every frame of a video, a folder of frames or a folder of videos
+        (each on its own): yields each frame's TrackedFrame, its points with their track ids."""
+        from pinpoint.track import sequences_of, track_frames
+
+        for frames in sequences_of(source):
+            yield from track_frames(self, frames, settings, conf)
 
     @property
     def threshold(self) -> float:

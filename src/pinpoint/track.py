@@ -1,0 +1,178 @@
+"""`pinpoint track`: detection on every frame, then the point tracker (tracking.py), per video.
+
+A source is one sequence (a video, a folder of frames, a glob, a list) or several (a folder of
+videos, or a dataset folder with videos/). Outputs, each written atomically:
+
+- CSV, header `frame,track,x,y,score`: one row per tracked point; frames from 0, x and y in
+  pixels (pixel-index convention). A point carried over a gap on its track's prediction has no
+  detection, hence an empty score.
+- MOTChallenge text: `frame,id,bb_left,bb_top,bb_width,bb_height,conf,x,y,z`, frames from 1, a
+  MOT_BOX-pixel box centred on the point (a point has no extent), conf the score (-1 when predicted).
+- An annotated video (.mp4, .mkv or .avi): each track's point with its id and a short trail,
+  predicted points hollow.
+
+With several videos, --save-csv, --save-mot and --save-video name folders: NAME.csv, NAME.txt
+and NAME.mp4 per video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from pinpoint.detect import VideoSink
+from pinpoint.errors import InputError
+from pinpoint.files import list_by_stem, prepare_output_file, prepare_output_folder, write_text
+from pinpoint.sources import VIDEO_SUFFIXES, FrameSource, VideoFile, open_source, prefetch
+from pinpoint.tracking import PointTracker, TrackedPoint, TrackerSettings
+
+MOT_BOX = 10.0  # px: side of the box a point is written as in MOTChallenge files
+TRAIL = 15  # frames of each track's past drawn behind it
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame's tracked points: what `Detector.track` yields."""
+
+    index: int  # frame number in its sequence, from 0
+    name: str  # its output stem (VIDEO_000123 or the image's stem)
+    sequence: str  # the video (or frame folder) it belongs to
+    points: list[TrackedPoint]
+
+
+@dataclass
+class TrackRun:
+    """What track_source did: sequences, frames and confirmed tracks, and the readers' notes."""
+
+    sequences: int = 0
+    frames: int = 0
+    tracks: int = 0
+    notes: list[str] | None = None
+
+
+def sequences_of(source: str | os.PathLike) -> list[FrameSource]:
+    """The sequences behind a --source: each video of a folder of videos (or of DIR/videos), else
+    the one sequence open_source makes of it."""
+    path = Path(source)
+    folder = path / "videos" if (path / "videos").is_dir() and not (path / "images").is_dir() else path
+    if folder.is_dir() and not any(p.suffix.lower() not in VIDEO_SUFFIXES for p in folder.iterdir()
+                                   if p.is_file() and not p.name.startswith(".")):
+        videos = list_by_stem(folder, VIDEO_SUFFIXES, "video")
+        if not videos:
+            raise InputError(f"{folder}: no video or image found")
+        return [VideoFile(video) for video in videos]
+    return [open_source(source)]
+
+
+def sequence_name(frames: FrameSource) -> str:
+    return Path(frames.label).stem if isinstance(frames, VideoFile) else Path(frames.label.rstrip("/")).name or "frames"
+
+
+def track_frames(detector, frames: FrameSource, settings: TrackerSettings | None = None,
+                 conf: float | None = None, images: deque | None = None) -> Iterator[TrackedFrame]:
+    """Detect and track one sequence, yielding each frame's tracked points once final (tracking.py's lag).
+    With `images` a deque, each yielded frame's image is appended to it just before (for drawing)."""
+    tracker = PointTracker(settings)
+    pending: deque = deque()  # (index, name, image) of the frames not yet final
+    name = sequence_name(frames)
+    size = None
+    for frame in prefetch(frames.frames(), depth=8, label=frames.label):
+        if size is not None and frame.image.shape != size:
+            raise InputError(f"{frame.origin}: frame is {frame.image.shape[1]}x{frame.image.shape[0]} but the sequence's "
+                             f"first is {size[1]}x{size[0]}; a sequence to track needs frames of one size")
+        size = frame.image.shape
+        pending.append((frame.index, frame.name, frame.image))
+        done = tracker.update(detector.predict(frame.image, conf))
+        if done is not None:
+            yield _final(pending, done, name, images)
+    for done in tracker.flush():
+        yield _final(pending, done, name, images)
+
+
+def _final(pending: deque, done: tuple[int, list[TrackedPoint]], sequence: str, images: deque | None) -> TrackedFrame:
+    index, name, image = pending.popleft()
+    if images is not None:
+        images.append(image)
+    return TrackedFrame(index, name, sequence, done[1])
+
+
+def track_source(detector, source: str | os.PathLike, settings: TrackerSettings | None = None, *,
+                 save_csv: str | os.PathLike | None = None, save_mot: str | os.PathLike | None = None,
+                 save_video: str | os.PathLike | None = None, conf: float | None = None, progress: bool = True,
+                 inputs: list[str | os.PathLike | None] = ()) -> TrackRun:
+    """Track every sequence of `source` and write the outputs asked for (see the module docstring)."""
+    sequences = sequences_of(source)
+    several = len(sequences) > 1
+    outputs = {"--save-csv": save_csv, "--save-mot": save_mot, "--save-video": save_video}
+    for flag, path in outputs.items():
+        if path:
+            (prepare_output_folder if several else prepare_output_file)(path, flag, [source, *inputs])
+    run = TrackRun(notes=[])
+    for frames in sequences:
+        name = sequence_name(frames)
+        where = {flag: (Path(path) / f"{name}{ {'--save-csv': '.csv', '--save-mot': '.txt', '--save-video': '.mp4'}[flag]}"
+                        if several else Path(path)) for flag, path in outputs.items() if path}
+        rows, mot = [], []
+        images: deque | None = deque() if save_video else None
+        trails: dict[int, deque] = defaultdict(lambda: deque(maxlen=TRAIL))
+        ids = set()
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(VideoSink(where["--save-video"], frames.fps)) if save_video else None
+            bar = stack.enter_context(tqdm(total=frames.total, desc=f"track {name}", unit="frame", disable=not progress))
+            for tracked in track_frames(detector, frames, settings, conf, images):
+                for p in tracked.points:
+                    ids.add(p.track)
+                    rows.append([tracked.index, p.track, f"{p.x:.4f}", f"{p.y:.4f}", "" if p.predicted else f"{p.score:.6f}"])
+                    mot.append(f"{tracked.index + 1},{p.track},{p.x - MOT_BOX / 2:.3f},{p.y - MOT_BOX / 2:.3f},{MOT_BOX:g},"
+                               f"{MOT_BOX:g},{-1 if p.predicted else round(p.score, 6)},-1,-1,-1\n")
+                if sink is not None:
+                    sink.write(draw_tracks(images.popleft(), tracked.points, trails), frames.label)
+                run.frames += 1
+                bar.update(1)
+        if save_csv:
+            table = io.StringIO()
+            writer = csv.writer(table, lineterminator="\n")
+            writer.writerow(["frame", "track", "x", "y", "score"])
+            writer.writerows(rows)
+            write_text(where["--save-csv"], table.getvalue())
+        if save_mot:
+            write_text(where["--save-mot"], "".join(mot))
+        run.sequences += 1
+        run.tracks += len(ids)
+        run.notes += frames.notes
+    return run
+
+
+def draw_tracks(grey: np.ndarray, points: list[TrackedPoint], trails: dict[int, deque]) -> np.ndarray:
+    """A frame with each track's point, id and trail (its last TRAIL positions); predicted points hollow."""
+    from pinpoint.viz import to_bgr8
+
+    picture = to_bgr8(grey)
+    for p in points:
+        trails[p.track].append((p.x, p.y))
+        colour = _colour(p.track)
+        trail = np.array(trails[p.track], np.float64)
+        if len(trail) > 1:
+            cv2.polylines(picture, [np.round(trail * 16).astype(np.int32)], False, colour, 1, cv2.LINE_AA, 4)
+        centre = (int(round(p.x * 16)), int(round(p.y * 16)))
+        cv2.circle(picture, centre, 6 * 16, colour, 1, cv2.LINE_AA, 4)
+        if not p.predicted:
+            cv2.circle(picture, centre, 2 * 16, colour, -1, cv2.LINE_AA, 4)
+        cv2.putText(picture, str(p.track), (int(p.x) + 8, int(p.y) - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
+    return picture
+
+
+def _colour(track: int) -> tuple[int, int, int]:
+    hue = (track * 47) % 180  # ids far apart in hue, the same colour for a track all along
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[0]), int(bgr[1]), int(bgr[2])
