@@ -31,7 +31,8 @@ from pinpoint.points import Points
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """How points become tracks. The defaults are those chosen on drone-ir's val videos (docs/tracking.md)."""
+    """How points become tracks. The defaults are first guesses for 30 fps video of targets moving a
+    few pixels a frame, not yet tuned on real video."""
 
     gate_px: float = 10.0  # a point farther than this from a track's predicted position is not its target
     confirm_hits: int = 3  # a track is reported once seen in this many ...
