@@ -252,6 +252,7 @@ def render(rows: dict) -> str:
                     label = f"{n} {'frames' if test == 'drone-ir' else 'images'}, from {'pretrained' if start == 'pretrained' else 'scratch'}"
                     lines.append(table_line(f"{label} ({len(runs)} of {len(DRAWS)} draws)" if len(runs) < len(DRAWS) else label, runs, test))
         lines.append("")
+    lines += pooled(rows) + checks(rows)
     by_range = [name for name in ROWS if name in rows and "drone-ir" in rows[name]["scores"] and "subset" not in ROWS[name]]
     if by_range:
         lines += ["**drone-ir val by range, 5 px: F1 (FA/MP)**", "", "| row | " + " | ".join(r.lower() for r in RANGES) + " |",
@@ -264,6 +265,68 @@ def render(rows: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def pooled(rows: dict) -> list[str]:
+    """False alarms over the three test splits together, for the rows scored on all of them."""
+    names = [name for name in ROWS if name in rows and set(TESTS) <= set(rows[name]["scores"])]
+    if not names:
+        return []
+    lines = ["**All three test splits together** (false alarms over target-free area, at each split's distance)", "",
+             "| row | false alarms | target-free megapixels | FA/MP |", "|---|---|---|---|"]
+    for name in names:
+        fp, free = pooled_alarms(rows[name])
+        lines.append(f"| {name} | {fp} | {free:.0f} | {fmt(fp / free, 2)} |")
+    return lines + [""]
+
+
+def pooled_alarms(row: dict) -> tuple[int, float]:
+    """(false alarms, target-free megapixels) of a row over the three test splits."""
+    scores = [row["scores"][test]["all"] for test in TESTS]
+    return sum(s["false_positives"] for s in scores), sum(s["free_pixels"] for s in scores) / 1e6
+
+
+def checks(rows: dict) -> list[str]:
+    """The issue's targets, each with the figures it is judged on (only those whose rows exist)."""
+    def f1(name: str, test: str) -> float | None:
+        return rows[name]["scores"][test]["all"]["F1"] if name in rows and test in rows[name]["scores"] else None
+
+    def mean_f1(prefix: str, test: str) -> tuple[float | None, float | None]:
+        runs = [rows[f"{prefix}-{d}"] for d in DRAWS if f"{prefix}-{d}" in rows]
+        if len(runs) < len(DRAWS):
+            return None, None
+        return (float(np.mean([r["scores"][test]["all"]["F1"] for r in runs])),
+                float(max(r["train_minutes"] for r in runs)))
+
+    out = []
+    pre, alone = f1("pretrained", "nuaa-sirst"), f1("nuaa-sirst-only", "nuaa-sirst")
+    if pre is not None:
+        out.append(f"- pretrained, NUAA-SIRST: F1 {pre:.3f} (target >= 0.93): {'met' if pre >= 0.93 else 'not met'}")
+    for test in ("mdvsfa", "drone-ir"):
+        pre, alone = f1("pretrained", test), f1(f"{test}-only", test)
+        if pre is not None and alone is not None:
+            out.append(f"- pretrained, {test}: F1 {pre:.3f} against {alone:.3f} for {test}-only (target: at most 0.02 below): "
+                       f"{'met' if pre >= alone - 0.02 else 'not met'}")
+    for test in ("nuaa-sirst", "drone-ir"):
+        tuned, minutes = mean_f1(f"{test}-25-pretrained", test)
+        full = f1(f"{test}-only", test)
+        if tuned is not None and full is not None:
+            share = tuned / full
+            out.append(f"- 25 {'frames' if test == 'drone-ir' else 'images'} of {test} from pretrained: mean F1 {tuned:.3f}, "
+                       f"{100 * share:.0f}% of {test}-only's {full:.3f}, at most {minutes:.1f} min (target >= 95% in <= 5 min): "
+                       f"{'met' if share >= 0.95 and minutes <= 5 else 'not met'}")
+    if "pretrained" in rows and "nuaa-sirst-only" in rows:
+        for test in TESTS:
+            a = rows["pretrained"]["scores"].get(test, {}).get("all", {}).get("FA_per_MP")
+            b = rows["nuaa-sirst-only"]["scores"].get(test, {}).get("all", {}).get("FA_per_MP")
+            if a is not None and b is not None:
+                out.append(f"- false alarms per megapixel, {test}: {a:.2f} against {b:.2f} for nuaa-sirst-only "
+                           f"(target: at most a third): {'met' if a <= b / 3 else 'not met'}")
+        if all(set(TESTS) <= set(rows[name]["scores"]) for name in ("pretrained", "nuaa-sirst-only")):
+            (fa, free_a), (fb, free_b) = pooled_alarms(rows["pretrained"]), pooled_alarms(rows["nuaa-sirst-only"])
+            out.append(f"- false alarms per megapixel, the three splits together: {fa / free_a:.2f} against {fb / free_b:.2f}: "
+                       f"{'met' if fa / free_a <= fb / free_b / 3 else 'not met'}")
+    return (["**Targets**", "", *out, ""]) if out else []
 
 
 def table_line(label: str, runs: list[dict], test: str) -> str:

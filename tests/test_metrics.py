@@ -170,6 +170,19 @@ def test_target_free_area_leaves_out_the_discs_around_targets():
     assert one_image(pts([[10.0, 10.0]]), pts([[10.0, 10.0]])).FA_per_MP == 0.0
 
 
+def test_a_point_inside_a_targets_box_matches_it():
+    # 8 px right of the centre of a 20 x 10 box: beyond 5 px, but on the target
+    pred, gt, boxes = pts([[58.0, 50.0], [50.0, 58.0]]), pts([[50.0, 50.0]]), np.array([[20.0, 10.0]])
+    assert evaluate([pred], [gt], thresholds=(5.0,))[5.0].true_positives == 0
+    evaluator = Evaluator((5.0,))
+    evaluator.add(pred, gt, boxes)
+    s = evaluator.result()[5.0]
+    assert (s.true_positives, s.false_positives) == (1, 1)  # the point 8 px below lies outside the 10 px tall box
+    # target-free area: the image less the box's 21 x 11 pixel centres (the disc of radius 5 lies inside it)
+    assert s.free_pixels == 10_000 - 21 * 11
+    assert covered_pixels(np.array([[50.0, 50.0]]), SIZE, 5.0, np.array([[4.0, 4.0]])) == 81  # a small box, inside the disc
+
+
 def test_several_distances_at_once():
     pred, gt = pts([[10.0, 12.0], [40.0, 40.5]]), pts([[10.0, 10.0], [40.0, 40.0]])
     results = evaluate([pred], [gt], thresholds=(1.0, 3.0, 1.0))

@@ -27,7 +27,8 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
 
     `data` is a folder of images and labels, or of videos with per-frame label CSVs (every
     labelled frame is scored, read one at a time; prediction files are then named VIDEO_000123.txt,
-    as `pinpoint detect` names them).
+    as `pinpoint detect` names them). Video labels give each target's box, and a point inside
+    it matches the target too, however far from the centre: a close target spans many pixels.
 
     With `pred_dir`, predicted label files are read (scores in the 3rd column; `conf` cuts them);
     otherwise the checkpoint or classical method is run on each image. The headline numbers use
@@ -64,7 +65,7 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
             # the cap cut claims only if even the last point kept is above the headline threshold
             if capped is not None and pred.capped and len(pred) and pred.score.min() >= cut:
                 capped.append(stem)
-        matches = evaluator.add(pred, truth)
+        matches = evaluator.add(pred, truth, sample.boxes)
         if reporter is not None:
             reporter.add(stem, sample.image, evaluator.claims(pred), truth, matches[distances[0]])
     results = evaluator.result()

@@ -96,16 +96,29 @@ def match_points(
     if len(pred_score) != len(distances):
         raise ValueError(f"{len(distances)} predicted points but {len(pred_score)} scores")
     _check_max_dist(max_dist)
+    within = distances <= max_dist + DIST_TOLERANCE_PX
     if order == "nearest":
-        return _match_nearest_first(distances, pred_score, max_dist)
+        return _match_nearest_first(distances, pred_score, within)
     if order == "score":
-        return _match_score_order(distances, pred_score, max_dist)
+        return _match_score_order(distances, pred_score, within)
     raise ValueError(f"order must be 'nearest' or 'score', got {order!r}")
 
 
-def _match_nearest_first(distances: np.ndarray, score: np.ndarray, max_dist: float) -> Match:
+def within_reach(distances: np.ndarray, max_dist: float, pred_xy: np.ndarray | None = None, gt_xy: np.ndarray | None = None,
+                 boxes: np.ndarray | None = None) -> np.ndarray:
+    """(P, G) bool: which prediction may match which target. Within `max_dist` of its centre, or,
+    with `boxes` ((G, 2) widths and heights, centred on the targets), inside its box: a large target's
+    point may sit anywhere on it."""
+    within = distances <= max_dist + DIST_TOLERANCE_PX
+    if boxes is not None and within.size:
+        offset = np.abs(np.asarray(pred_xy, np.float64)[:, None, :] - np.asarray(gt_xy, np.float64)[None, :, :])
+        within |= np.all(offset <= np.asarray(boxes, np.float64)[None, :, :] / 2 + DIST_TOLERANCE_PX, axis=2)
+    return within
+
+
+def _match_nearest_first(distances: np.ndarray, score: np.ndarray, within: np.ndarray) -> Match:
     n_pred, n_gt = distances.shape
-    pred_index, gt_index = np.nonzero(distances <= max_dist + DIST_TOLERANCE_PX)
+    pred_index, gt_index = np.nonzero(within)
     pair_dist = distances[pred_index, gt_index]
     # np.lexsort sorts by its last key first: distance, then higher score, then indices.
     ranking = np.lexsort((gt_index, pred_index, -score[pred_index], pair_dist))
@@ -122,9 +135,8 @@ def _match_nearest_first(distances: np.ndarray, score: np.ndarray, max_dist: flo
     return Match(pred_matched, gt_matched, pairs, pair_dist[taken].astype(np.float64))
 
 
-def _match_score_order(distances: np.ndarray, score: np.ndarray, max_dist: float) -> Match:
+def _match_score_order(distances: np.ndarray, score: np.ndarray, within: np.ndarray) -> Match:
     n_pred, n_gt = distances.shape
-    within = distances <= max_dist + DIST_TOLERANCE_PX
     pred_matched = np.zeros(n_pred, dtype=bool)
     gt_matched = np.zeros(n_gt, dtype=bool)
     pairs, pair_dist = [], []
@@ -233,9 +245,10 @@ class Scores:
         return out
 
 
-def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float) -> int:
+def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float, boxes: np.ndarray | None = None) -> int:
     """How many pixels of an image of `image_size` (H, W) have their centre within `radius` of a
-    point of `xy` (pixel-index convention): where a prediction would be matched, not a false alarm."""
+    point of `xy` (pixel-index convention), or inside its box when `boxes` gives their widths and
+    heights: where a prediction would be matched, not a false alarm."""
     height, width = image_size
     if len(xy) == 0:
         return 0
@@ -248,6 +261,10 @@ def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float) -
             continue
         cols, rows = np.arange(c0, c1 + 1) - x, np.arange(r0, r1 + 1) - y
         mask[r0:r1 + 1, c0:c1 + 1] |= cols[None, :] ** 2 + rows[:, None] ** 2 <= reach ** 2
+    for (x, y), (w, h) in zip(np.asarray(xy, np.float64), np.asarray(boxes if boxes is not None else [], np.float64)):
+        c0, c1 = max(0, math.ceil(x - w / 2 - DIST_TOLERANCE_PX)), min(width - 1, math.floor(x + w / 2 + DIST_TOLERANCE_PX))
+        r0, r1 = max(0, math.ceil(y - h / 2 - DIST_TOLERANCE_PX)), min(height - 1, math.floor(y + h / 2 + DIST_TOLERANCE_PX))
+        mask[r0:r1 + 1, c0:c1 + 1] = True
     return int(mask.sum())
 
 
@@ -303,8 +320,9 @@ class Evaluator:
         """The predictions the headline numbers count: those at or above the score cut, if any."""
         return pred if self.score_threshold is None else pred[pred.score >= self.score_threshold]
 
-    def add(self, pred: Points, gt: Points) -> dict[float, Match]:
-        """Add one image: its predictions and its ground truth (same image size).
+    def add(self, pred: Points, gt: Points, boxes: np.ndarray | None = None) -> dict[float, Match]:
+        """Add one image: its predictions and its ground truth (same image size); with `boxes`
+        ((G, 2) widths and heights of the targets' boxes), a point inside a box matches too.
 
         Returns the headline matching at each distance, between `claims(pred)` and `gt`, for
         callers that show the image's own hits and misses (report.py).
@@ -320,11 +338,12 @@ class Evaluator:
         self._ranked_scores.append(pred.score.copy())
         headlines = {}
         for max_dist in self.thresholds:
-            headline = headlines[max_dist] = _match_nearest_first(distances[kept], pred.score[kept], max_dist)
+            within = within_reach(distances, max_dist, pred.xy, gt.xy, boxes)
+            headline = headlines[max_dist] = _match_nearest_first(distances[kept], pred.score[kept], within[kept])
             self._true_positives[max_dist] += len(headline.pairs)
-            self._free_pixels[max_dist] += height * width - covered_pixels(gt.xy, gt.image_size, max_dist)
+            self._free_pixels[max_dist] += height * width - covered_pixels(gt.xy, gt.image_size, max_dist, boxes)
             self._matched_distance_sum[max_dist] += float(headline.distances.sum())
-            ranked = _match_score_order(distances, pred.score, max_dist)
+            ranked = _match_score_order(distances, pred.score, within)
             self._ranked_is_tp[max_dist].append(ranked.pred_matched)
         return headlines
 
@@ -460,7 +479,8 @@ def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max
         near_a_target = (distances <= max_dist + DIST_TOLERANCE_PX).any(axis=1)
         cuts = np.unique(pred.score[near_a_target])[::-1]
         tp_at_cut = [
-            len(_match_nearest_first(distances[pred.score >= cut], pred.score[pred.score >= cut], max_dist).pairs)
+            len(_match_nearest_first(distances[pred.score >= cut], pred.score[pred.score >= cut],
+                                     distances[pred.score >= cut] <= max_dist + DIST_TOLERANCE_PX).pairs)
             for cut in cuts
         ]
         event_scores.append(cuts)

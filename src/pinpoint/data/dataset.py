@@ -37,6 +37,7 @@ class Sample:
     image: np.ndarray  # (H, W) float32 in [0, 1]
     xy: np.ndarray  # (N, 2) pixels, x = column, y = row
     path: Path
+    boxes: np.ndarray | None = None  # (N, 2) widths and heights of the targets' boxes, where labels give them (videos)
 
     @property
     def truth(self) -> Points:

@@ -35,11 +35,13 @@ MAX_LABEL_BYTES = 256 * 1024 * 1024
 
 @dataclass(frozen=True)
 class VideoLabels:
-    """One video's labels: each labelled frame's points (N, 2) in pixels, and the CSV row each frame starts on."""
+    """One video's labels: each labelled frame's points (N, 2) in pixels, their boxes' widths and
+    heights (N, 2), and the CSV row each frame starts on."""
 
     points: dict[int, np.ndarray]
     rows: dict[int, int]
     path: Path
+    boxes: dict[int, np.ndarray]
 
 
 def is_video_dataset(folder: str | os.PathLike) -> bool:
@@ -57,6 +59,7 @@ def read_video_labels(path: str | os.PathLike) -> VideoLabels:
     if header is None or tuple(h.strip() for h in header) != LABEL_COLUMNS:
         raise InputError(f"{path}:1: expected the header {','.join(LABEL_COLUMNS)}, got {','.join(header or [])!r}")
     points: dict[int, list[tuple[float, float]]] = {}
+    boxes: dict[int, list[tuple[float, float]]] = {}
     rows: dict[int, int] = {}
     for number, row in enumerate(reader, start=2):
         if not row or not "".join(row).strip():
@@ -71,8 +74,10 @@ def read_video_labels(path: str | os.PathLike) -> VideoLabels:
         if frame < 0 or not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
             raise InputError(f"{path}:{number}: frame must be >= 0, x and y finite, w and h >= 0, got {','.join(row)!r}")
         points.setdefault(frame, []).append((x, y))
+        boxes.setdefault(frame, []).append((w, h))
         rows.setdefault(frame, number)
-    return VideoLabels({frame: np.array(xy, dtype=np.float64) for frame, xy in points.items()}, rows, path)
+    return VideoLabels({frame: np.array(xy, dtype=np.float64) for frame, xy in points.items()}, rows, path,
+                       {frame: np.array(wh, dtype=np.float64) for frame, wh in boxes.items()})
 
 
 def video_stems(folder: str | os.PathLike, split: str | os.PathLike | None = None) -> list[str]:
@@ -135,7 +140,7 @@ def video_frames(folder: str | os.PathLike, stem: str, every: int = 1) -> Iterat
             if outside.any():
                 raise InputError(f"{labels.path}:{labels.rows[frame.index]}: a point of frame {frame.index} lies outside "
                                  f"the {width} x {height} frame")
-            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path)
+            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path, labels.boxes[frame.index])
         if frame.index >= last:
             break
     if last >= decoded:
