@@ -188,8 +188,11 @@ def add_eval(verbs) -> None:
     source.add_argument("--weights", help=WEIGHTS_HELP)
     source.add_argument("--method", help="a training-free method: tophat or local-contrast")
     add_decoding_overrides(p)
-    p.add_argument("--dist", type=DISTANCE, nargs="+", default=[3.0], help="matching distances in pixels (default 3)")
+    p.add_argument("--dist", type=DISTANCE, nargs="+", help="matching distances in pixels (default 3; 5 with --track)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--track", action="store_true", help="videos: also track (pinpoint track's defaults) and score the tracks: "
+                   "per-frame scores of the detector alone and of the tracker, MOTA, IDF1, id switches; per range "
+                   "when DATA/videos.csv gives one (default --dist 5)")
     p.add_argument("--report", metavar="DIR", help="also write to DIR: pr.png and pr.csv (the PR curves), per_image.csv, "
                    "scores.json and mistakes/NAME.png (hits green, false alarms yellow, misses red; at the first --dist)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -385,9 +388,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from pinpoint.evaluate import evaluate_dataset
     from pinpoint.metrics import format_table
 
+    if args.track:
+        return run_track_eval(args)
     capped: list[str] = []
     results = evaluate_dataset(args.data, args.split, pred_dir=args.pred, weights=args.weights, method=args.method,
-                               conf=args.conf, distances=args.dist, device=args.device, tta=args.tta,
+                               conf=args.conf, distances=args.dist or [3.0], device=args.device, tta=args.tta,
                                snap=args.snap, report=args.report, max_points=args.max_points, capped=capped)
     if args.json:
         print(json.dumps({f"{d:g}px": s.to_dict() for d, s in results.items()}, indent=2))
@@ -397,6 +402,42 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"report: {args.report}/ (pr.png, pr.csv, per_image.csv, scores.json, mistakes/)")
     if capped:
         warn("eval", [cap_warning(capped, args.max_points)])
+    return 0
+
+
+def run_track_eval(args: argparse.Namespace) -> int:
+    import csv
+
+    from pinpoint.data.videos import is_video_dataset
+    from pinpoint.detect import make_detector
+    from pinpoint.track_eval import evaluate_tracking
+
+    if not is_video_dataset(args.data):
+        raise InputError(f"--track {args.data}: tracking is scored on a video dataset (DIR/videos beside DIR/labels/NAME.csv)")
+    if args.pred or args.report or (args.dist and len(args.dist) > 1):
+        raise InputError("--track takes a model (--weights or --method) and one --dist; not --pred or --report")
+    distance = args.dist[0] if args.dist else 5.0
+    groups = None
+    table = Path(args.data) / "videos.csv"
+    if table.is_file():  # drone-ir's: name,class,distance,...
+        with open(table, newline="") as f:
+            groups = {row["name"]: row["distance"].lower() for row in csv.DictReader(f) if row.get("name") and row.get("distance")}
+    detector = make_detector(args.weights, args.method, args.device, tta=args.tta, snap=args.snap, max_points=args.max_points)
+    results = evaluate_tracking(detector, args.data, args.split, distance, conf=args.conf, groups=groups)
+    if args.json:
+        print(json.dumps({group: scores.to_dict() for group, scores in results.items()}, indent=2))
+        return 0
+    header = ("group", "videos", "", "Pd", "precision", "F1", "FA/frame", "FA/MP", "MOTA", "IDF1", "switches")
+    rows = [header]
+    for group, r in results.items():
+        for what, s in (("detector", r.detection), ("tracker", r.tracking)):
+            track = what == "tracker"
+            rows.append((group if not track else "", str(r.videos) if not track else "", what, f"{s.Pd:.4f}",
+                         f"{s.precision:.4f}", f"{s.F1:.4f}", f"{s.false_alarms_per_image:.3f}", f"{s.FA_per_MP:.2f}",
+                         f"{r.mota:.4f}" if track else "", f"{r.idf1:.4f}" if track else "", str(r.id_switches) if track else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    print(f"matching within {distance:g} px of a target's centre or inside its box")
+    print("\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows))
     return 0
 
 
