@@ -91,10 +91,12 @@ def test_convert_masks_and_coco_round_trip(tmp_path: Path) -> None:
 def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path / "demo"), "--n", "20", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    for made in ("run/best.pt", "run/loss.png", "eval/scores.json", "eval/pr.png", "eval/per_image.csv", "pred", "vis"):
+    for made in ("run/best.pt", "run/loss.png", "eval/scores.json", "eval/pr.png", "eval/per_image.csv", "pred", "vis",
+                 "videos/videos/synth_video_00.mkv", "tracks/synth_video_00.csv", "tracks/synth_video_01.mp4"):
         assert (tmp_path / "demo" / made).exists(), made
         assert made.split("/")[0] in out
     assert list((tmp_path / "demo" / "vis").glob("*.png"))
+    assert "tracked" in out and "IDF1" in out
 
 
 def test_bad_label_is_a_one_line_error_naming_file_and_line(spot_data: Path, trained: Path, tmp_path: Path, capsys) -> None:
