@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from pinpoint.detect import VideoSink
 from pinpoint.errors import InputError
-from pinpoint.files import list_by_stem, prepare_output_file, prepare_output_folder, write_text
+from pinpoint.files import is_hidden, list_by_stem, prepare_output_file, prepare_output_folder, write_text
 from pinpoint.sources import VIDEO_SUFFIXES, FrameSource, VideoFile, open_source, prefetch
 from pinpoint.tracking import PointTracker, TrackedPoint, TrackerSettings
 
@@ -66,7 +66,7 @@ def sequences_of(source: str | os.PathLike) -> list[FrameSource]:
     path = Path(source)
     folder = path / "videos" if (path / "videos").is_dir() and not (path / "images").is_dir() else path
     if folder.is_dir() and not any(p.suffix.lower() not in VIDEO_SUFFIXES for p in folder.iterdir()
-                                   if p.is_file() and not p.name.startswith(".")):
+                                   if p.is_file() and not is_hidden(p)):
         videos = list_by_stem(folder, VIDEO_SUFFIXES, "video")
         if not videos:
             raise InputError(f"{folder}: no video or image found")
