@@ -80,3 +80,11 @@ def test_frames_of_different_sizes_are_refused_naming_the_file(tmp_path: Path) -
 def test_bad_tracker_options_are_one_line(args, says, videos: Path, capsys) -> None:
     assert main(["track", "--source", str(videos), *args]) == 2
     assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 20])
+def test_a_video_that_does_not_decode_is_one_line_and_nothing_is_written(content: bytes, tmp_path: Path, capsys) -> None:
+    (tmp_path / "bad.mp4").write_bytes(content)
+    assert main(["track", "--source", str(tmp_path / "bad.mp4"), "--save-csv", str(tmp_path / "t.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.mp4" in err and not (tmp_path / "t.csv").exists()
