@@ -32,7 +32,6 @@ tables), and puts the tables into docs/model-card.md between its table markers.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import shutil
@@ -49,7 +48,7 @@ from pinpoint.checkpoints import PRETRAINED_PATH
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import read_split
 from pinpoint.data.labels import write_labels
-from pinpoint.data.videos import read_video_labels, video_frames
+from pinpoint.data.videos import read_video_labels, video_frames, video_groups
 from pinpoint.evaluate import RANKING_FLOOR, dataset_samples
 from pinpoint.export import export_onnx
 from pinpoint.files import write_bytes, write_text
@@ -210,7 +209,7 @@ def score(detector: Detector, test: str) -> dict:
     folder, split, distance, _ = TESTS[test]
     root = DATA / folder
     cut = detector.threshold
-    ranges = video_ranges(root) if test == "drone-ir" else {}
+    ranges = video_groups(root) if test == "drone-ir" else {}
     evaluators = {"all": Evaluator((distance,), cut)}
     started, frames = time.time(), 0
     for sample in dataset_samples(root, root / split):
@@ -218,18 +217,12 @@ def score(detector: Detector, test: str) -> dict:
         evaluators["all"].add(pred, sample.truth)
         video = sample.stem.rsplit("_", 1)[0]
         if video in ranges:
-            evaluators.setdefault(ranges[video].lower(), Evaluator((distance,), cut)).add(pred, sample.truth)
+            evaluators.setdefault(ranges[video], Evaluator((distance,), cut)).add(pred, sample.truth)
         frames += 1
     out = {name: e.result()[distance].to_dict() for name, e in evaluators.items()}
     out["all"]["seconds"] = time.time() - started
     print(f"  {test}: {frames} frames in {time.time() - started:.0f} s", flush=True)
     return out
-
-
-def video_ranges(root: Path) -> dict[str, str]:
-    """Video name -> its range (CLOSE, MEDIUM, DISTANT), from the dataset's videos.csv."""
-    with open(root / "videos.csv") as f:
-        return {r["name"]: r["distance"].upper() for r in csv.DictReader(f)}
 
 
 COLUMNS = "| row | Pd | precision | F1 | AP | FA/image | FA/MP | train min |"

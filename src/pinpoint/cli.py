@@ -406,9 +406,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_track_eval(args: argparse.Namespace) -> int:
-    import csv
-
-    from pinpoint.data.videos import is_video_dataset
+    from pinpoint.data.videos import is_video_dataset, video_groups
     from pinpoint.detect import make_detector
     from pinpoint.track_eval import evaluate_tracking
 
@@ -417,13 +415,8 @@ def run_track_eval(args: argparse.Namespace) -> int:
     if args.pred or args.report or (args.dist and len(args.dist) > 1):
         raise InputError("--track takes a model (--weights or --method) and one --dist; not --pred or --report")
     distance = args.dist[0] if args.dist else 5.0
-    groups = None
-    table = Path(args.data) / "videos.csv"
-    if table.is_file():  # drone-ir's: name,class,distance,...
-        with open(table, newline="") as f:
-            groups = {row["name"]: row["distance"].lower() for row in csv.DictReader(f) if row.get("name") and row.get("distance")}
     detector = make_detector(args.weights, args.method, args.device, tta=args.tta, snap=args.snap, max_points=args.max_points)
-    results = evaluate_tracking(detector, args.data, args.split, distance, conf=args.conf, groups=groups)
+    results = evaluate_tracking(detector, args.data, args.split, distance, conf=args.conf, groups=video_groups(args.data))
     if args.json:
         print(json.dumps({group: scores.to_dict() for group, scores in results.items()}, indent=2))
         return 0

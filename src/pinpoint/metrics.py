@@ -96,7 +96,7 @@ def match_points(
     if len(pred_score) != len(distances):
         raise ValueError(f"{len(distances)} predicted points but {len(pred_score)} scores")
     _check_max_dist(max_dist)
-    within = distances <= max_dist + DIST_TOLERANCE_PX
+    within = within_reach(distances, max_dist)
     if order == "nearest":
         return _match_nearest_first(distances, pred_score, within)
     if order == "score":
@@ -480,7 +480,7 @@ def best_threshold(predictions: Sequence[Points], targets: Sequence[Points], max
         cuts = np.unique(pred.score[near_a_target])[::-1]
         tp_at_cut = [
             len(_match_nearest_first(distances[pred.score >= cut], pred.score[pred.score >= cut],
-                                     distances[pred.score >= cut] <= max_dist + DIST_TOLERANCE_PX).pairs)
+                                     within_reach(distances[pred.score >= cut], max_dist)).pairs)
             for cut in cuts
         ]
         event_scores.append(cuts)

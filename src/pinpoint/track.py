@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pinpoint.detect import VideoSink
+from pinpoint.data.videos import is_video_dataset
 from pinpoint.errors import InputError
 from pinpoint.files import is_hidden, list_by_stem, prepare_output_file, prepare_output_folder, write_text
 from pinpoint.sources import VIDEO_SUFFIXES, FrameSource, VideoFile, open_source, prefetch
@@ -38,6 +39,7 @@ from pinpoint.tracking import PointTracker, TrackedPoint, TrackerSettings
 
 MOT_BOX = 10.0  # px: side of the box a point is written as in MOTChallenge files
 TRAIL = 15  # frames of each track's past drawn behind it
+PER_VIDEO_SUFFIX = {"--save-csv": ".csv", "--save-mot": ".txt", "--save-video": ".mp4"}  # files in an output folder
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def sequences_of(source: str | os.PathLike) -> list[FrameSource]:
     """The sequences behind a --source: each video of a folder of videos (or of DIR/videos), else
     the one sequence open_source makes of it."""
     path = Path(source)
-    folder = path / "videos" if (path / "videos").is_dir() and not (path / "images").is_dir() else path
+    folder = path / "videos" if is_video_dataset(path) else path
     if folder.is_dir() and not any(p.suffix.lower() not in VIDEO_SUFFIXES for p in folder.iterdir()
                                    if p.is_file() and not is_hidden(p)):
         videos = list_by_stem(folder, VIDEO_SUFFIXES, "video")
@@ -120,8 +122,8 @@ def track_source(detector, source: str | os.PathLike, settings: TrackerSettings 
     run = TrackRun(notes=[])
     for frames in sequences:
         name = sequence_name(frames)
-        where = {flag: (Path(path) / f"{name}{ {'--save-csv': '.csv', '--save-mot': '.txt', '--save-video': '.mp4'}[flag]}"
-                        if several else Path(path)) for flag, path in outputs.items() if path}
+        where = {flag: Path(path) / f"{name}{PER_VIDEO_SUFFIX[flag]}" if several else Path(path)
+                 for flag, path in outputs.items() if path}
         rows, mot = [], []
         images: deque | None = deque() if save_video else None
         trails: dict[int, deque] = defaultdict(lambda: deque(maxlen=TRAIL))

@@ -96,13 +96,13 @@ class PointTracker:
             track.kf.predict()
         xy, score = np.asarray(points.xy, np.float64).reshape(-1, 2), np.asarray(points.score, np.float64)
         pairs = self._assign(xy)
-        taken = {}
+        taken = set()
         for t, d in pairs:
             track = self.tracks[t]
             track.kf.update(xy[d])
             track.seen.append(True)
             track.missed, track.score, track.last_xy = 0, float(score[d]), xy[d]
-            taken[d] = track
+            taken.add(d)
         matched = {t for t, _ in pairs}
         for t, track in enumerate(self.tracks):
             if t not in matched:

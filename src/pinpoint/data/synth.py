@@ -76,7 +76,7 @@ def synthesize(
     out_dir = Path(out_dir)
     width_digits = max(4, len(str(n - 1)))
     stems = [f"{NAME_PREFIX}{index:0{width_digits}d}" for index in range(n)]
-    _refuse_foreign_files(out_dir, stems)
+    refuse_foreign_files(out_dir, stems, (("images", ".png"), ("labels", ".txt")))
 
     for index, stem in enumerate(stems):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
@@ -337,8 +337,10 @@ def _check_arguments(n: int, seed: int, min_size: int, max_size: int, splits: tu
         raise ValueError(f"splits must be {len(SPLIT_NAMES)} non-negative fractions adding up to 1, got {tuple(splits)}")
 
 
-def _refuse_foreign_files(out_dir: Path, stems: list[str]) -> None:
-    for folder, suffix in (("images", ".png"), ("labels", ".txt")):
+def refuse_foreign_files(out_dir: Path, stems: list[str], layout: tuple[tuple[str, str], ...]) -> None:
+    """InputError when a (folder, suffix) of `layout` under `out_dir` holds a file other than
+    STEM+suffix for the `stems` about to be written: it would join the dataset as if made with it."""
+    for folder, suffix in layout:
         expected = {f"{stem}{suffix}" for stem in stems}
         path = out_dir / folder
         if not path.is_dir():

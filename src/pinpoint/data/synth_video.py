@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 
 from pinpoint.data.synth import (FWHM_PER_SIGMA, MIN_SIGMA, Target, _add_ground, _clouds, _log_uniform, _sensor_noise,
-                                 _sky, render_target)
+                                 _sky, refuse_foreign_files, render_target)
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path, is_hidden, prepare_output_folder, write_text
+from pinpoint.files import atomic_path, prepare_output_folder, write_text
 
 VIDEO_PREFIX = "synth_video_"
 FOURCC, SUFFIX = "FFV1", ".mkv"  # lossless: MJPEG or MPEG-4 would smear a 3-sigma target into the noise
@@ -57,13 +57,9 @@ def synthesize_videos(out_dir: str | os.PathLike, n: int = 4, frames: int = 90, 
                          f"(got n {n}, frames {frames}, {width} x {height})")
     out = prepare_output_folder(out_dir, "--out")
     names = [f"{VIDEO_PREFIX}{i:02d}" for i in range(n)]
-    for folder, suffix in (("videos", SUFFIX), ("labels", ".csv")):
-        (out / folder).mkdir(exist_ok=True)
-        foreign = sorted(p.name for p in (out / folder).iterdir() if p.name not in {f"{name}{suffix}" for name in names}
-                         and not is_hidden(p))
-        if foreign:  # it would join the dataset as if this call had made it
-            raise InputError(f"{out / folder}: holds {foreign[0]}, which these videos would not replace; "
-                             f"choose an empty folder")
+    refuse_foreign_files(out, names, (("videos", SUFFIX), ("labels", ".csv")))
+    (out / "videos").mkdir(exist_ok=True)
+    (out / "labels").mkdir(exist_ok=True)
     truth = {}
     for index, name in enumerate(names):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
@@ -86,7 +82,7 @@ def _write_video(rng: np.random.Generator, video: Path, labels: Path, frames: in
     pan = rng.uniform(-MAX_PAN, MAX_PAN, 2)
     paths = _paths(rng, frames, height, width, noise_sigma)
     rows, tracks = [], []
-    for number, (looks, xy) in enumerate(paths):
+    for number, (_, xy) in enumerate(paths):
         inside = (xy[:, 0] >= 0) & (xy[:, 0] <= width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= height - 1)
         tracks.append(Track(number, np.flatnonzero(inside), xy[inside]))
     with atomic_path(video) as tmp:

@@ -50,6 +50,16 @@ def is_video_dataset(folder: str | os.PathLike) -> bool:
     return (folder / "videos").is_dir() and not (folder / "images").is_dir()
 
 
+def video_groups(folder: str | os.PathLike) -> dict[str, str]:
+    """Video name -> its range (close, medium, distant), from the `distance` column of the dataset's
+    videos.csv (drone-ir's); empty without that file."""
+    table = Path(folder) / "videos.csv"
+    if not table.is_file():
+        return {}
+    rows = csv.DictReader(io.StringIO(read_user_text(table, "video table")))
+    return {row["name"]: row["distance"].lower() for row in rows if row.get("name") and row.get("distance")}
+
+
 def read_video_labels(path: str | os.PathLike) -> VideoLabels:
     """The label CSV of one video; a malformed file or row is an InputError naming the file and row."""
     path = Path(path)
