@@ -16,4 +16,7 @@ if [ "${1:-}" = "--test" ]; then
 else
   python -m pip install -q -e .
 fi
+# HOTA (pinpoint eval --track) comes from TrackEval, whose package asks for opencv-python and
+# pycocotools: the first would clash with opencv-python-headless and neither is used by its HOTA.
+python -m pip install -q --no-deps "trackeval==1.3.0"
 echo "pinpoint installed in $(pwd)/.venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

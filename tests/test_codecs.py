@@ -243,3 +243,16 @@ def test_each_point_can_have_its_own_width() -> None:
     np.testing.assert_allclose(heatmap[:40, :40], encode(xy[:1], (40, 40), 1.0), atol=1e-7)
     np.testing.assert_allclose(heatmap[:, 40:], encode(xy[1:] - [40, 0], (64, 56), 3.0), atol=1e-7)
     np.testing.assert_array_equal(encode(xy, (64, 96), np.array([2.0, 2.0])), encode(xy, (64, 96), 2.0))
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+def test_local_maxima_above_a_floor_are_the_dense_ones_above_it(kernel: int) -> None:
+    from pinpoint.codecs.heatmap import local_maxima
+
+    generator = torch.Generator().manual_seed(kernel)
+    for _ in range(20):
+        heatmap = torch.round(torch.rand(2, 1, 37, 53, generator=generator) * 8) / 8  # plateaus of equal pixels
+        heatmap[heatmap < 0.7] = 0  # mostly empty, as a heatmap is: the floor then takes the sparse path
+        for floor in (0.25, 0.75, 1.0):
+            expected = local_maxima(heatmap, kernel) & (heatmap >= floor)
+            assert torch.equal(local_maxima(heatmap, kernel, floor=floor), expected)

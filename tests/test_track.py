@@ -54,6 +54,8 @@ def test_the_python_api_follows_a_target_with_one_id(synthetic) -> None:
     frames = list(pinpoint.load(device="cpu").track(root / "videos" / "synth_video_01.mkv"))
     assert [f.index for f in frames] == list(range(FRAMES)) and {f.sequence for f in frames} == {"synth_video_01"}
     assert frames[3].name == "synth_video_01_000003"
+    detector = pinpoint.load(device="cpu")
+    assert frames[3].image.ndim == 2 and all((f.detections.score >= detector.threshold).all() for f in frames)
     target = truth["synth_video_01"][1]  # the pretrained model sees this one (video 00's targets are too faint for it)
     ids = [p.track for f, xy in zip(target.frames, target.xy) for p in frames[f].points if np.hypot(p.x - xy[0], p.y - xy[1]) < 3]
     assert len(ids) >= FRAMES - 2 and len(set(ids)) == 1
@@ -76,10 +78,17 @@ def test_frames_of_different_sizes_are_refused_naming_the_file(tmp_path: Path) -
     assert not (tmp_path / "t.csv").exists()  # nothing half-written
 
 
-@pytest.mark.parametrize("args, says", [(["--confirm", "4", "3"], "M must be at most N"), (["--gate", "0"], "--gate 0")])
+@pytest.mark.parametrize("args, says", [(["--confirm", "4", "3"], "0 < M <= N"), (["--confirm", "2", "4.5"], "whole number"),
+                                        (["--gate", "0"], "--gate 0"), (["--candidates", "0"], "--candidates 0"),
+                                        (["--candidates", "1.5"], "--candidates 1.5")])
 def test_bad_tracker_options_are_one_line(args, says, videos: Path, capsys) -> None:
     assert main(["track", "--source", str(videos), *args]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_tracker_options_without_track_are_refused_by_eval(videos: Path, capsys) -> None:
+    assert main(["eval", "--data", str(videos), "--max-missed", "3"]) == 2
+    assert "--max-missed is a tracker option: it needs --track" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content", [b"", bytes(range(256)) * 20])

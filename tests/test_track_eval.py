@@ -1,4 +1,4 @@
-"""Tracking scores on videos: the tracker against the detector alone, MOTA and IDF1 from py-motmetrics."""
+"""Tracking scores on videos: the tracker against the detector alone, MOTA and IDF1 from py-motmetrics, HOTA from TrackEval."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class LabelledDetector:
 
     def predict(self, image: np.ndarray, conf: float | None = None) -> Points:
         self.frame += 1
-        xy = [] if self.frame in self.missed else list(self.labels[self.frame] + self.rng.normal(0, 0.2, (len(self.labels[self.frame]), 2)))
+        truth = self.labels.get(self.frame, np.zeros((0, 2)))
+        xy = [] if self.frame in self.missed else list(truth + self.rng.normal(0, 0.2, truth.shape))
         if self.frame in self.flicker:
             xy.append(np.array([5.0, 5.0]))
         xy = np.array(xy, np.float64).reshape(-1, 2)
@@ -46,7 +47,8 @@ def test_tracking_drops_a_flicker_and_bridges_a_gap(tmp_path: Path) -> None:
     assert (s.detection.false_positives, s.detection.false_negatives) == (2, targets)  # the flickers and the missed frame
     assert (s.tracking.false_positives, s.tracking.false_negatives) == (0, 0)  # flickers never confirmed, the gap bridged
     assert s.tracking.F1 == 1.0 > s.detection.F1
-    assert s.mota == pytest.approx(1.0) and s.idf1 == pytest.approx(1.0) and s.id_switches == 0
+    assert s.mota == pytest.approx(1.0) and s.idf1 == pytest.approx(1.0) and s.hota == pytest.approx(1.0)
+    assert s.id_switches == 0
     assert s.tracks == targets and scores["far"].videos == 1
 
 
@@ -71,3 +73,17 @@ def test_eval_track_reports_detector_and_tracker_per_group(tmp_path: Path, capsy
         assert group["tracking"]["false_positives"] <= group["detection"]["false_positives"]
         assert group["detection"]["max_dist"] == 5.0
     assert main(["eval", "--data", str(tmp_path), "--track", "--pred", str(tmp_path)]) == 2  # scores a model, not files
+
+
+def test_without_trackeval_hota_is_left_out_with_a_note(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    from pinpoint.cli import main
+
+    synthesize_videos(tmp_path, n=1, frames=12, seed=5)
+    monkeypatch.setitem(sys.modules, "trackeval", None)  # importing it now fails, as where it is not installed
+    monkeypatch.setitem(sys.modules, "trackeval.metrics", None)
+    assert main(["eval", "--data", str(tmp_path), "--track", "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "HOTA" in out and "pip install --no-deps trackeval" in err
+    assert out.splitlines()[3].split()[-2] == "-"  # the tracker row's HOTA cell

@@ -190,12 +190,13 @@ def add_eval(verbs) -> None:
     add_decoding_overrides(p)
     p.add_argument("--dist", type=DISTANCE, nargs="+", help="matching distances in pixels (default 3; 5 with --track)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--track", action="store_true", help="videos: also track (pinpoint track's defaults) and score the tracks: "
-                   "per-frame scores of the detector alone and of the tracker, MOTA, IDF1, id switches; per range "
-                   "when DATA/videos.csv gives one (default --dist 5)")
+    p.add_argument("--track", action="store_true", help="videos: also track (the tracker options below) and score the "
+                   "tracks: per-frame scores of the detector alone and of the tracker, MOTA, IDF1, HOTA, id switches; "
+                   "per range when DATA/videos.csv gives one (default --dist 5)")
     p.add_argument("--report", metavar="DIR", help="also write to DIR: pr.png and pr.csv (the PR curves), per_image.csv, "
                    "scores.json and mistakes/NAME.png (hits green, false alarms yellow, misses red; at the first --dist)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_tracker_options(p)
     p.set_defaults(run=run_eval)
 
 
@@ -223,10 +224,49 @@ def add_detect(verbs) -> None:
     p.set_defaults(run=run_detect)
 
 
-def add_track(verbs) -> None:
+def add_tracker_options(p: argparse.ArgumentParser) -> None:
+    """The tracker's settings (tracking.TrackerSettings), for `track` and `eval --track`."""
     from pinpoint.tracking import TrackerSettings
 
     d = TrackerSettings()
+    g = p.add_argument_group("tracker (defaults chosen on held-out drone-ir training videos)")
+    g.add_argument("--gate", type=DISTANCE, metavar="PX",
+                   help=f"farthest a point may lie from a track's predicted position to continue it (default {d.gate_px:g})")
+    g.add_argument("--confirm", type=DISTANCE, nargs=2, metavar=("M", "N"),
+                   help=f"a track is confirmed once seen in M of its last N frames (default {d.confirm_hits:g} "
+                   f"{d.confirm_window}); a point below the threshold counts its score over the threshold")
+    g.add_argument("--max-missed", type=number(Rule(int, 0)), metavar="K",
+                   help=f"frames a track may go unseen and continue; a gap that closes is bridged (default {d.max_missed})")
+    g.add_argument("--candidates", type=number(Rule(float, 0, 1, low_open=True)), metavar="F",
+                   help="also follow points down to F x the threshold, so that a target its track "
+                   f"has confirmed continues through its faint frames (default {d.candidates:g}; 1: none fainter)")
+    g.add_argument("--track-score", type=number(Rule(float, 0)), metavar="S",
+                   help="a track is reported while the mean score of its points is at least S x the threshold: "
+                   f"clutter that lasts but hovers near the threshold is dropped (default {d.track_score:g}; 0: off)")
+
+
+TRACKER_OPTIONS = {"gate": "--gate", "confirm": "--confirm", "max_missed": "--max-missed", "candidates": "--candidates",
+                   "track_score": "--track-score"}
+
+
+def tracker_settings(args: argparse.Namespace):
+    """The TrackerSettings of the options given, the defaults for the others."""
+    import dataclasses
+
+    from pinpoint.tracking import TrackerSettings
+
+    settings = TrackerSettings()
+    if args.confirm is not None:
+        hits, window = args.confirm
+        if window != int(window) or not 0 < hits <= window:
+            raise InputError(f"--confirm {hits:g} {window:g}: N is a whole number of frames and 0 < M <= N")
+        settings = dataclasses.replace(settings, confirm_hits=hits, confirm_window=int(window))
+    given = {"gate_px": args.gate, "max_missed": args.max_missed, "candidates": args.candidates,
+             "track_score": args.track_score}
+    return dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
+
+
+def add_track(verbs) -> None:
     p = verbs.add_parser("track", help="detect on every frame of a video and follow the points: tracks with ids")
     p.add_argument("--source", required=True, help="a video, a folder of frames, a quoted glob, or a folder of videos "
                    "(or a dataset folder with videos/): each video tracked on its own")
@@ -238,12 +278,7 @@ def add_track(verbs) -> None:
     p.add_argument("--save-mot", help="MOTChallenge text file (a folder of NAME.txt for several videos)")
     p.add_argument("--save-video", help="annotated video with ids and trails (.mp4, .mkv, .avi; a folder of NAME.mp4 for several)")
     p.add_argument("--conf", type=number(SCORE), help="detection threshold in [0, 1] (default: the checkpoint's own)")
-    p.add_argument("--gate", type=DISTANCE, default=d.gate_px, metavar="PX",
-                   help="farthest a point may lie from a track's predicted position to continue it")
-    p.add_argument("--confirm", type=POSITIVE, nargs=2, default=[d.confirm_hits, d.confirm_window], metavar=("M", "N"),
-                   help="a track is reported once seen in M of its last N frames")
-    p.add_argument("--max-missed", type=number(Rule(int, 0)), default=d.max_missed, metavar="K",
-                   help="frames a track is carried on its prediction before it ends")
+    add_tracker_options(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=THREADS, help="intra-op CPU threads (default: the library's own, one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -390,6 +425,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.track:
         return run_track_eval(args)
+    given = [flag for name, flag in TRACKER_OPTIONS.items() if getattr(args, name) is not None]
+    if given:
+        raise InputError(f"{given[0]} is a tracker option: it needs --track")
     capped: list[str] = []
     results = evaluate_dataset(args.data, args.split, pred_dir=args.pred, weights=args.weights, method=args.method,
                                conf=args.conf, distances=args.dist or [3.0], device=args.device, tta=args.tta,
@@ -408,7 +446,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_track_eval(args: argparse.Namespace) -> int:
     from pinpoint.data.videos import is_video_dataset, video_groups
     from pinpoint.detect import make_detector
-    from pinpoint.track_eval import evaluate_tracking
+    from pinpoint.track_eval import HOTA_MISSING, evaluate_tracking, hota_metric
 
     if not is_video_dataset(args.data):
         raise InputError(f"--track {args.data}: tracking is scored on a video dataset (DIR/videos beside DIR/labels/NAME.csv)")
@@ -416,18 +454,21 @@ def run_track_eval(args: argparse.Namespace) -> int:
         raise InputError("--track takes a model (--weights or --method) and one --dist; not --pred or --report")
     distance = args.dist[0] if args.dist else 5.0
     detector = make_detector(args.weights, args.method, args.device, tta=args.tta, snap=args.snap, max_points=args.max_points)
-    results = evaluate_tracking(detector, args.data, args.split, distance, conf=args.conf, groups=video_groups(args.data))
+    results = evaluate_tracking(detector, args.data, args.split, distance, tracker_settings(args), conf=args.conf,
+                                groups=video_groups(args.data))
+    if hota_metric() is None:
+        warn("eval", [HOTA_MISSING])
     if args.json:
         print(json.dumps({group: scores.to_dict() for group, scores in results.items()}, indent=2))
         return 0
-    header = ("group", "videos", "", "Pd", "precision", "F1", "FA/frame", "FA/MP", "MOTA", "IDF1", "switches")
+    header = ("group", "videos", "", "Pd", "precision", "F1", "FA/frame", "FA/MP", "MOTA", "IDF1", "HOTA", "switches")
     rows = [header]
     for group, r in results.items():
         for what, s in (("detector", r.detection), ("tracker", r.tracking)):
             track = what == "tracker"
             rows.append((group if not track else "", str(r.videos) if not track else "", what, f"{s.Pd:.4f}",
                          f"{s.precision:.4f}", f"{s.F1:.4f}", f"{s.false_alarms_per_image:.3f}", f"{s.FA_per_MP:.2f}",
-                         f"{r.mota:.4f}" if track else "", f"{r.idf1:.4f}" if track else "", str(r.id_switches) if track else ""))
+                         *((f"{r.mota:.4f}", f"{r.idf1:.4f}", f"{r.hota:.4f}" if r.hota == r.hota else "-", str(r.id_switches)) if track else ("",) * 4)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(f"matching within {distance:g} px of a target's centre or inside its box")
     print("\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows))
@@ -467,12 +508,8 @@ def run_detect(args: argparse.Namespace) -> int:
 def run_track(args: argparse.Namespace) -> int:
     from pinpoint.detect import make_detector
     from pinpoint.track import track_source
-    from pinpoint.tracking import TrackerSettings
 
-    hits, window = args.confirm
-    if hits > window:
-        raise InputError(f"--confirm {hits} {window}: M must be at most N")
-    settings = TrackerSettings(gate_px=args.gate, confirm_hits=hits, confirm_window=window, max_missed=args.max_missed)
+    settings = tracker_settings(args)
     detector = make_detector(args.weights, args.method, args.device, args.threads)
     started = time.time()
     run = track_source(detector, args.source, settings, save_csv=args.save_csv, save_mot=args.save_mot,

@@ -65,7 +65,7 @@ def demo(out: Path | None = None, n: int = 240, epochs: int = 80, model: str = T
     tracked = evaluate_tracking(detector, videos, distance=5.0)["all"]
     print(f"  per-frame F1 at 5 px: {tracked.detection.F1:.3f} for the detector alone, {tracked.tracking.F1:.3f} tracked "
           f"(false alarms per frame {tracked.detection.false_alarms_per_image:.3f} -> {tracked.tracking.false_alarms_per_image:.3f}); "
-          f"MOTA {tracked.mota:.3f}, IDF1 {tracked.idf1:.3f}")
+          f"MOTA {tracked.mota:.3f}, IDF1 {tracked.idf1:.3f}, HOTA {tracked.hota:.3f}")
 
     print(f"\npinpoint demo finished in {time.time() - started:.0f}s. Everything is in {out}/:")
     for what, where in [("dataset (images/, labels/, splits/)", data), ("checkpoints best.pt / last.pt", run),

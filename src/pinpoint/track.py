@@ -24,7 +24,7 @@ import os
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -34,6 +34,7 @@ from pinpoint.detect import VideoSink
 from pinpoint.data.videos import is_video_dataset
 from pinpoint.errors import InputError
 from pinpoint.files import is_hidden, list_by_stem, prepare_output_file, prepare_output_folder, write_text
+from pinpoint.points import Points
 from pinpoint.sources import VIDEO_SUFFIXES, FrameSource, VideoFile, open_source, prefetch
 from pinpoint.tracking import PointTracker, TrackedPoint, TrackerSettings
 
@@ -49,7 +50,9 @@ class TrackedFrame:
     index: int  # frame number in its sequence, from 0
     name: str  # its output stem (VIDEO_000123 or the image's stem)
     sequence: str  # the video (or frame folder) it belongs to
-    points: list[TrackedPoint]
+    points: list[TrackedPoint]  # the tracker's: confirmed tracks only, gaps bridged
+    detections: Points  # the detector's alone, at its threshold, as `detect` reports them
+    image: np.ndarray  # the frame, grey
 
 
 @dataclass
@@ -80,32 +83,44 @@ def sequence_name(frames: FrameSource) -> str:
     return Path(frames.label).stem if isinstance(frames, VideoFile) else Path(frames.label.rstrip("/")).name or "frames"
 
 
-def track_frames(detector, frames: FrameSource, settings: TrackerSettings | None = None,
-                 conf: float | None = None, images: deque | None = None) -> Iterator[TrackedFrame]:
-    """Detect and track one sequence, yielding each frame's tracked points once final (tracking.py's lag).
-    With `images` a deque, each yielded frame's image is appended to it just before (for drawing)."""
-    tracker = PointTracker(settings)
-    pending: deque = deque()  # (index, name, image) of the frames not yet final
-    name = sequence_name(frames)
-    size = None
-    for frame in prefetch(frames.frames(), depth=8, label=frames.label):
-        if size is not None and frame.image.shape != size:
-            raise InputError(f"{frame.origin}: frame is {frame.image.shape[1]}x{frame.image.shape[0]} but the sequence's "
-                             f"first is {size[1]}x{size[0]}; a sequence to track needs frames of one size")
-        size = frame.image.shape
-        pending.append((frame.index, frame.name, frame.image))
-        done = tracker.update(detector.predict(frame.image, conf))
+def detect_and_track(detector, items: Iterable[tuple[Any, np.ndarray]], settings: TrackerSettings | None = None,
+                     conf: float | None = None) -> Iterator[tuple[Any, Points, list[TrackedPoint]]]:
+    """Detector, then tracker, over one sequence of (key, image): yields (key, the detector's points
+    at its threshold, the tracked points) for each frame once final (tracking.py's lag).
+
+    The detector is asked for candidates down to `settings.candidates` x the threshold: the
+    tracker may confirm a faint target from them, while the detector's own points stay those at
+    the threshold."""
+    settings = settings or TrackerSettings()
+    cut = detector.threshold if conf is None else conf
+    tracker = PointTracker(settings, cut)
+    pending: deque = deque()  # (key, the detector's points) of the frames not yet final
+    for key, image in items:
+        candidates = detector.predict(image, cut * settings.candidates)
+        pending.append((key, candidates[candidates.score >= cut]))
+        done = tracker.update(candidates)
         if done is not None:
-            yield _final(pending, done, name, images)
+            yield *pending.popleft(), done[1]
     for done in tracker.flush():
-        yield _final(pending, done, name, images)
+        yield *pending.popleft(), done[1]
 
 
-def _final(pending: deque, done: tuple[int, list[TrackedPoint]], sequence: str, images: deque | None) -> TrackedFrame:
-    index, name, image = pending.popleft()
-    if images is not None:
-        images.append(image)
-    return TrackedFrame(index, name, sequence, done[1])
+def track_frames(detector, frames: FrameSource, settings: TrackerSettings | None = None,
+                 conf: float | None = None) -> Iterator[TrackedFrame]:
+    """Detect and track one sequence of frames of one size, yielding each frame once final."""
+    name = sequence_name(frames)
+
+    def items() -> Iterator[tuple[Any, np.ndarray]]:
+        size = None
+        for frame in prefetch(frames.frames(), depth=8, label=frames.label):
+            if size is not None and frame.image.shape != size:
+                raise InputError(f"{frame.origin}: frame is {frame.image.shape[1]}x{frame.image.shape[0]} but the "
+                                 f"sequence's first is {size[1]}x{size[0]}; a sequence to track needs frames of one size")
+            size = frame.image.shape
+            yield (frame.index, frame.name, frame.image), frame.image
+
+    for (index, stem, image), detections, points in detect_and_track(detector, items(), settings, conf):
+        yield TrackedFrame(index, stem, name, points, detections, image)
 
 
 def track_source(detector, source: str | os.PathLike, settings: TrackerSettings | None = None, *,
@@ -125,20 +140,19 @@ def track_source(detector, source: str | os.PathLike, settings: TrackerSettings 
         where = {flag: Path(path) / f"{name}{PER_VIDEO_SUFFIX[flag]}" if several else Path(path)
                  for flag, path in outputs.items() if path}
         rows, mot = [], []
-        images: deque | None = deque() if save_video else None
         trails: dict[int, deque] = defaultdict(lambda: deque(maxlen=TRAIL))
         ids = set()
         with contextlib.ExitStack() as stack:
             sink = stack.enter_context(VideoSink(where["--save-video"], frames.fps)) if save_video else None
             bar = stack.enter_context(tqdm(total=frames.total, desc=f"track {name}", unit="frame", disable=not progress))
-            for tracked in track_frames(detector, frames, settings, conf, images):
+            for tracked in track_frames(detector, frames, settings, conf):
                 for p in tracked.points:
                     ids.add(p.track)
                     rows.append([tracked.index, p.track, f"{p.x:.4f}", f"{p.y:.4f}", "" if p.predicted else f"{p.score:.6f}"])
                     mot.append(f"{tracked.index + 1},{p.track},{p.x - MOT_BOX / 2:.3f},{p.y - MOT_BOX / 2:.3f},{MOT_BOX:g},"
                                f"{MOT_BOX:g},{-1 if p.predicted else round(p.score, 6)},-1,-1,-1\n")
                 if sink is not None:
-                    sink.write(draw_tracks(images.popleft(), tracked.points, trails), frames.label)
+                    sink.write(draw_tracks(tracked.image, tracked.points, trails), frames.label)
                 run.frames += 1
                 bar.update(1)
         if save_csv:

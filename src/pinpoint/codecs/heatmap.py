@@ -49,7 +49,7 @@ def find_peaks(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1,
     K = min(top_k, H*W); `keep` marks peaks scoring at least `threshold`, sorted by score within each image.
     """
     batch, _, height, width = heatmap.shape
-    peaks = torch.where(local_maxima(heatmap, nms_kernel), heatmap, torch.zeros_like(heatmap)).flatten(1)
+    peaks = torch.where(local_maxima(heatmap, nms_kernel, floor=threshold), heatmap, torch.zeros_like(heatmap)).flatten(1)
     scores, index = peaks.topk(min(top_k, height * width), dim=1)
     # float16 holds whole numbers exactly only up to 2048 (bfloat16: 256), so positions get at least float32.
     position_dtype = torch.promote_types(heatmap.dtype, torch.float32)
@@ -57,7 +57,7 @@ def find_peaks(heatmap: torch.Tensor, top_k: int = 100, threshold: float = 0.1,
     return xy, scores, (scores >= threshold) & (scores > 0)
 
 
-def local_maxima(heatmap: torch.Tensor, kernel: int = 3) -> torch.Tensor:
+def local_maxima(heatmap: torch.Tensor, kernel: int = 3, floor: float | None = None) -> torch.Tensor:
     """Where each pixel is the first maximum, in raster order, of its kernel x kernel window: (B, 1, H, W) bool.
 
     That is the pixel a stride-1 max-pool with indices would point back at: a plateau (two
@@ -66,20 +66,35 @@ def local_maxima(heatmap: torch.Tensor, kernel: int = 3) -> torch.Tensor:
     greater than the neighbours before it in raster order, at least equal to those after - which
     gives the same mask 3-4x faster than torch's max_pool2d on one channel (38 ms -> 9 ms for
     8 x 360 x 480 on one CPU thread).
+
+    With `floor` > 0 only pixels at or above it can be peaks, and only they are compared with their
+    neighbours: a heatmap is mostly near zero, so at a detection threshold this is several times
+    faster again (7 x 7 on 256 x 320: 2.4 -> 0.4 ms a frame).
     """
     if kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"nms_kernel must be odd and positive, got {kernel}")
     r = kernel // 2
     _, _, height, width = heatmap.shape
     padded = F.pad(heatmap, (r, r, r, r), value=float("-inf"))
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+    if floor is not None and floor > 0 and offsets:
+        b, c, y, x = (heatmap >= floor).nonzero(as_tuple=True)
+        if len(y) * 8 < heatmap.numel():  # few enough to compare one by one
+            dy, dx = (torch.tensor(d, device=heatmap.device) for d in zip(*offsets))
+            value = heatmap[b, c, y, x][:, None]
+            neighbour = padded[b[:, None], c[:, None], y[:, None] + r + dy, x[:, None] + r + dx]  # (N, kernel^2 - 1)
+            before = (dy < 0) | ((dy == 0) & (dx < 0))
+            keep = torch.where(before, value > neighbour, value >= neighbour).all(dim=1)
+            peak = torch.zeros_like(heatmap, dtype=torch.bool)
+            peak[b[keep], c[keep], y[keep], x[keep]] = True
+            return peak
     peak = torch.ones_like(heatmap, dtype=torch.bool)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if dy == 0 and dx == 0:
-                continue
-            neighbour = padded[:, :, r + dy:r + dy + height, r + dx:r + dx + width]
-            before = dy < 0 or (dy == 0 and dx < 0)
-            peak &= (heatmap > neighbour) if before else (heatmap >= neighbour)
+    for dy, dx in offsets:
+        neighbour = padded[:, :, r + dy:r + dy + height, r + dx:r + dx + width]
+        before = dy < 0 or (dy == 0 and dx < 0)
+        peak &= (heatmap > neighbour) if before else (heatmap >= neighbour)
+    if floor is not None and floor > 0:
+        peak &= heatmap >= floor
     return peak
 
 

@@ -124,10 +124,12 @@ def load_video_frames(folder: str | os.PathLike, stems: list[str], every: int = 
     return samples
 
 
-def video_frames(folder: str | os.PathLike, stem: str, every: int = 1) -> Iterator[Sample]:
+def video_frames(folder: str | os.PathLike, stem: str, every: int = 1, all_frames: bool = False) -> Iterator[Sample]:
     """Every `every`-th labelled frame of one video, decoded one at a time (for scoring a whole
-    video without holding it in memory). Its problems are InputErrors naming the file and row; a
-    label past the video's end is found once the video has been read to its end."""
+    video without holding it in memory). With `all_frames`, every frame to the video's end
+    instead, in order, as tracking needs them: a frame with no label row has no target (drone-ir's
+    convention). Its problems are InputErrors naming the file and row; a label past the video's
+    end is found once the video has been read to its end."""
     from pinpoint.sources import VIDEO_SUFFIXES, VideoFile
 
     if every < 1:
@@ -135,23 +137,24 @@ def video_frames(folder: str | os.PathLike, stem: str, every: int = 1) -> Iterat
     folder = Path(folder)
     path = find_by_stem(folder / "videos", stem, VIDEO_SUFFIXES, "video")
     labels = read_video_labels(folder / "labels" / f"{stem}.csv")
-    if not labels.points:
+    if not labels.points and not all_frames:
         raise InputError(f"{labels.path}: no labelled frame")
     labelled = sorted(labels.points)
     wanted = set(labelled[::every])
-    last = max(labelled)
+    last = max(labelled, default=-1)
+    nothing = np.zeros((0, 2))
     decoded = 0
     for frame in VideoFile(path).frames():
         decoded = frame.index + 1
-        if frame.index in wanted:
+        if frame.index in wanted or all_frames:
             height, width = frame.image.shape
-            xy = labels.points[frame.index]
+            xy = labels.points.get(frame.index, nothing)
             outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
             if outside.any():
                 raise InputError(f"{labels.path}:{labels.rows[frame.index]}: a point of frame {frame.index} lies outside "
                                  f"the {width} x {height} frame")
-            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path, labels.boxes[frame.index])
-        if frame.index >= last:
+            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path, labels.boxes.get(frame.index, nothing))
+        if frame.index >= last and not all_frames:
             break
     if last >= decoded:
         raise InputError(f"{labels.path}:{labels.rows[last]}: frame {last} is past the video's end ({decoded} frames decoded "
