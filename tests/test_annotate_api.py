@@ -185,8 +185,39 @@ def test_flat_image_renders_mid_grey(client):
 # ----- labels ------------------------------------------------------------------------------
 
 def test_existing_labels_load_in_pixels(client):
-    assert client.json("GET", "/api/labels/a") == (200, {"name": "a", "width": 40, "height": 30, "points": [[20.0, 15.0]]})
-    assert client.json("GET", "/api/labels/b") == (200, {"name": "b", "width": 64, "height": 48, "points": None})
+    status, a = client.json("GET", "/api/labels/a")
+    assert status == 200 and a.pop("version").startswith('"')
+    assert a == {"name": "a", "width": 40, "height": 30, "points": [[20.0, 15.0]]}
+    assert client.json("GET", "/api/labels/b") == (200, {"name": "b", "width": 64, "height": 48, "points": None,
+                                                         "version": '"absent"'})
+
+
+def test_a_save_based_on_an_old_version_is_refused_and_shows_the_file(setup):
+    client, data, _, _ = setup
+    status, headers, body = client.request("GET", "/api/labels/a")
+    version = headers["etag"]
+    assert status == 200 and json.loads(body)["version"] == version
+    # another tab saves first: the file and its version change
+    status, headers, _ = client.request("PUT", "/api/labels/a", json_body={"points": [[5, 5]]}, headers={"If-Match": version})
+    assert status == 200 and headers["etag"] != version
+    newer = headers["etag"]
+    # this tab, still at the first version, tries to save and then to delete: both refused, the file kept
+    for method, kwargs in (("PUT", {"json_body": {"points": [[1, 1], [2, 2]]}}), ("DELETE", {})):
+        status, payload = client.json(method, "/api/labels/a", headers={"If-Match": version}, **kwargs)
+        assert status == 412 and "changed since this page read it" in payload["error"]
+        assert np.allclose(payload["current"]["points"], [[5.0, 5.0]], atol=1e-4) and payload["current"]["version"] == newer
+    assert (data / "labels" / "a.txt").read_text() == "1\n0.125000 0.166667\n"
+    # with the version it was shown, the labeller's choice to keep theirs goes through
+    status, payload = client.json("PUT", "/api/labels/a", json_body={"points": [[1, 1]]}, headers={"If-Match": newer})
+    assert status == 200 and np.allclose(payload["points"], [[1.0, 1.0]], atol=1e-4)
+
+
+def test_a_file_created_meanwhile_is_a_conflict_for_a_page_that_saw_none(setup):
+    client, data, _, _ = setup
+    (data / "labels" / "b.txt").write_text("1\n0.5 0.5\n")  # another program labelled b
+    status, payload = client.json("PUT", "/api/labels/b", json_body={"points": []}, headers={"If-Match": '"absent"'})
+    assert status == 412 and payload["current"]["points"] == [[32.0, 24.0]]
+    assert (data / "labels" / "b.txt").read_text() == "1\n0.5 0.5\n"
 
 
 def test_put_writes_the_label_file_exactly(setup):
@@ -236,7 +267,7 @@ def test_failed_write_keeps_the_old_file(setup, monkeypatch):
 
     monkeypatch.setattr(os, "replace", full_disk)
     status, payload = client.json("PUT", "/api/labels/a", json_body={"points": [[1, 2], [3, 4]]})
-    assert status == 500 and "No space left" in payload["error"]
+    assert status == 503 and "No space left" in payload["error"] and "internal" not in payload["error"]  # the page retries
     assert (data / "labels" / "a.txt").read_text() == "1\n0.5 0.5\n"
     assert sorted(p.name for p in (data / "labels").iterdir()) == ["a.txt", "c.txt"]
 

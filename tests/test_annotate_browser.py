@@ -131,6 +131,11 @@ class Page:
         self.page.mouse.click(*self.screen(x, y), button=button)
         self.idle()
 
+    def click_unsaved(self, x: float, y: float) -> None:
+        """A click whose save is expected to fail: waits for the page to say so."""
+        self.page.mouse.click(*self.screen(x, y))
+        self.page.wait_for_function("document.getElementById('save-status').className === 'failed'")
+
     def label_text(self, name: str) -> str | None:
         path = self.labels / f"{name}.txt"
         return path.read_text() if path.exists() else None
@@ -282,3 +287,83 @@ def test_a_change_made_while_the_server_is_down_is_saved_when_it_is_back(app, da
     app.restart()
     app.page.wait_for_function("document.getElementById('save-status').className === 'saved'", timeout=10_000)
     np.testing.assert_allclose(app.label_points("img1"), [[30.0, 20.0]], atol=0.5 / app.view()["scale"])
+
+
+def test_two_tabs_on_one_image_never_overwrite_each_other_unseen(app, browser_context):
+    app.open("img2")
+    other = Page.__new__(Page)  # a second tab on the same server
+    other.page, other.data, other.labels, other.server = browser_context.new_page(), app.data, app.labels, app.server
+    try:
+        other.page.goto(app.url + "#img2")
+        other.page.wait_for_selector("body[data-ready]", timeout=10_000)
+        # the first tab adds a point; the second, which read the file before, adds another
+        app.click(40.0, 30.0)
+        np.testing.assert_allclose(app.label_points("img2"), [[160.0, 120.0], [40.0, 30.0]], atol=1e-3)
+        other.page.mouse.click(*other.screen(200.0, 100.0))
+        other.page.wait_for_selector("#conflict[open]")
+        # nothing was overwritten, the page says so and shows both versions
+        np.testing.assert_allclose(app.label_points("img2"), [[160.0, 120.0], [40.0, 30.0]], atol=1e-3)
+        assert "changed elsewhere" in other.page.inner_text("#save-status")
+        assert "(200.00, 100.00)" in other.page.inner_text("#conflict-mine")
+        assert "(40.00, 30.00)" in other.page.inner_text("#conflict-theirs")
+        # the second tab keeps its own: written over the version it was shown
+        other.page.click("#conflict-keep")
+        other.idle()
+        np.testing.assert_allclose(app.label_points("img2"), [[160.0, 120.0], [200.0, 100.0]], atol=1e-3)
+        # the first tab, now stale, undoes its point: refused too (before, it deleted the file the other tab wrote)
+        app.page.keyboard.press("Control+z")
+        app.page.wait_for_selector("#conflict[open]")
+        np.testing.assert_allclose(app.label_points("img2"), [[160.0, 120.0], [200.0, 100.0]], atol=1e-3)
+        app.page.click("#conflict-take")  # it takes the file's: shown, and nothing more is written
+        app.idle()
+        assert app.page.locator("#point-list li").count() == 2
+        np.testing.assert_allclose(app.label_points("img2"), [[160.0, 120.0], [200.0, 100.0]], atol=1e-3)
+    finally:
+        other.page.close()
+
+
+def test_edits_of_two_images_that_failed_to_save_are_all_written_once_writing_works_again(app):
+    app.open("img0")
+    shutil.rmtree(app.labels)
+    app.labels.write_text("not a folder")  # the labels folder cannot be written: every save fails on the server
+    app.click_unsaved(30.0, 20.0)
+    app.page.keyboard.press("d")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable")
+    app.click_unsaved(50.0, 60.0)  # a second image's edit fails as well; the first one's is still kept
+    app.page.wait_for_function("document.getElementById('save-status').textContent.includes('2 images')")
+    assert "retrying" in app.page.inner_text("#save-status")
+    app.labels.unlink()
+    app.labels.mkdir()  # fixed: both edits are written by the next retry, and only then is all saved
+    app.page.wait_for_function("document.getElementById('save-status').textContent === 'all saved'", timeout=10_000)
+    scale = app.view()["scale"]
+    np.testing.assert_allclose(app.label_points("img0"), [[30.0, 20.0]], atol=0.5 / scale)
+    np.testing.assert_allclose(app.label_points("img1"), [[50.0, 60.0]], atol=0.5 / scale)
+
+
+def test_an_image_that_cannot_load_while_the_server_is_away_loads_when_it_is_back(app):
+    app.open("img2")
+    app.stop()
+    app.page.keyboard.press("a")
+    app.page.wait_for_function("document.getElementById('message').textContent.includes('trying again')")
+    assert "fix or remove" not in app.page.inner_text("#message")  # its label file is fine: no advice to delete it
+    app.restart()
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable",
+                               timeout=10_000)
+    assert app.page.is_hidden("#message") or "trying again" not in app.page.inner_text("#message")
+
+
+def test_an_image_whose_edit_is_not_written_yet_shows_that_edit_when_opened_again(app):
+    app.open("img0")
+    shutil.rmtree(app.labels)
+    app.labels.write_text("not a folder")
+    app.click_unsaved(30.0, 20.0)
+    app.page.keyboard.press("d")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable",
+                               timeout=10_000)
+    app.page.keyboard.press("a")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img0' && window.pinpoint.view().editable")
+    assert app.page.locator("#point-list li").count() == 1  # the edit, not the (still absent) file
+    app.labels.unlink()
+    app.labels.mkdir()
+    app.page.wait_for_function("document.getElementById('save-status').textContent === 'all saved'", timeout=10_000)
+    assert app.label_points("img0").shape == (1, 2)

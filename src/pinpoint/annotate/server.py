@@ -8,9 +8,13 @@ y = row, pixel centres at integers, valid range [0, W] x [0, H]):
                                    ?predict=1 first runs the model on every image (disagreement filter)
     GET    /api/image/NAME         the image as an 8-bit PNG after a percentile stretch;
                                    ?low=0.5&high=99.5 sets the percentiles, ?raw=1 sends it unstretched
-    GET    /api/labels/NAME        {"points": [[x, y], ...] | null, "width", "height"}; null = no label file
+    GET    /api/labels/NAME        {"points": [[x, y], ...] | null, "width", "height", "version"}; null = no
+                                   label file; the version (a hash of the file, or "absent") also as ETag
     PUT    /api/labels/NAME        body {"points": [[x, y], ...]} replaces labels/NAME.txt atomically
     DELETE /api/labels/NAME        removes labels/NAME.txt (the image is unlabelled again)
+                                   Both take If-Match: the version the edit was based on. If the file
+                                   has changed since (another tab, another program), nothing is
+                                   written: 412 with {"error", "current": the file as GET gives it}.
     GET    /api/predictions/NAME   the model's points with scores: {"points": [[x, y, score], ...]}
     GET    /api/review/NAME        ground truth against predictions, misses and false alarms marked
 
@@ -36,7 +40,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pinpoint.annotate.render import DEFAULT_HIGH, DEFAULT_LOW, render_png
-from pinpoint.annotate.store import AnnotationStore, Predictor, RequestError, check_name, parse_points
+from pinpoint.annotate.store import AnnotationStore, Predictor, RequestError, VersionConflict, check_name, parse_points
 from pinpoint.errors import InputError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -151,6 +155,9 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             self._check_origin(method)
             segments, query = split_path(self.path)
             self._route(method, segments, query)
+        except VersionConflict as exc:  # the file as it is now, so the page can show both versions
+            self.close_connection = True
+            self._send_json({"error": exc.message, "current": labels_json(self.server.store, exc.name)}, 412)
         except RequestError as exc:
             self.close_connection = True  # a refused request's body may be unread: start afresh
             self._send_json({"error": exc.message}, exc.status)
@@ -180,11 +187,13 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             return self._send(self.server.image_png(name, low, high), "image/png")
         if kind == "labels":
             self._allow(method, "GET", "PUT", "DELETE")
+            if_match = self.headers.get("If-Match")
             if method == "PUT":
-                store.write_points(name, parse_points(self._read_json()))
+                store.write_points(name, parse_points(self._read_json()), if_match)
             elif method == "DELETE":
-                store.delete_labels(name)
-            return self._send_json(labels_json(store, name))
+                store.delete_labels(name, if_match)
+            labels = labels_json(store, name)
+            return self._send_json(labels, headers={"ETag": labels["version"]})
         if kind == "predictions":
             self._allow(method, "GET")
             points = store.predictions(name)
@@ -262,9 +271,9 @@ class AnnotationHandler(BaseHTTPRequestHandler):
         content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         self._send(path.read_bytes(), content_type, cache="no-cache", extra=extra)
 
-    def _send_json(self, payload: object, status: int = 200) -> None:
+    def _send_json(self, payload: object, status: int = 200, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload, allow_nan=False).encode("utf-8")
-        self._send(body, "application/json; charset=utf-8", status)
+        self._send(body, "application/json; charset=utf-8", status, extra=headers)
 
     def _send(self, body: bytes, content_type: str, status: int = 200, cache: str = "no-store",
               extra: dict[str, str] | None = None) -> None:
@@ -347,10 +356,11 @@ def image_list(store: AnnotationStore, predict_all: bool = False) -> dict:
 
 
 def labels_json(store: AnnotationStore, name: str) -> dict:
+    version = store.label_version(name)  # read first: a file written in between reads as changed, never the reverse
     state = store.read_points(name)
     height, width = state.size
     points = None if state.xy is None else [[float(x), float(y)] for x, y in state.xy]
-    return {"name": name, "width": width, "height": height, "points": points}
+    return {"name": name, "width": width, "height": height, "points": points, "version": version}
 
 
 def make_server(data_dir: str | os.PathLike, weights: str | os.PathLike | None = None, host: str = "127.0.0.1",

@@ -13,6 +13,7 @@ which lets every existing label file load and save back unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -46,6 +47,19 @@ class RequestError(Exception):
         self.message = message
 
 
+class VersionConflict(RequestError):
+    """A save or delete sent with the version of labels/NAME.txt it was based on, which is no longer
+    the file's (another tab or program changed it): refused, 412, so nothing is overwritten unseen."""
+
+    def __init__(self, name: str, sent: str, current: str):
+        super().__init__(412, f"labels/{name}.txt changed since this page read it (version {sent}, now {current}); "
+                              "nothing was written")
+        self.name = name
+
+
+ABSENT = '"absent"'  # the version of a label file that does not exist
+
+
 @dataclass(frozen=True)
 class LabelState:
     """What labels/NAME.txt holds: `xy` in pixels, or None when there is no file yet."""
@@ -76,6 +90,7 @@ class AnnotationStore:
         self.predictor = predictor
         self.match_px = match_px
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # a version check and the write it guards are one step
         self._predict_lock = threading.Lock()  # one model call at a time: torch already uses every core
         self._images: dict[str, Path] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
@@ -172,17 +187,48 @@ class AnnotationStore:
         height, width = size
         return LabelState(labels.xy * np.array([width, height], dtype=np.float64), size)
 
-    def write_points(self, name: str, xy: np.ndarray) -> None:
-        """Replace labels/NAME.txt atomically with `xy` (pixels); an empty array writes `0`."""
+    def label_version(self, name: str) -> str:
+        """labels/NAME.txt's version, as an HTTP entity tag: a hash of its bytes, or ABSENT."""
+        path = self.label_path(name)
+        try:
+            content = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return ABSENT
+        except OSError as exc:
+            raise RequestError(422, f"{path}: cannot be read ({exc.strerror or exc})") from None
+        return '"' + hashlib.sha256(content).hexdigest()[:20] + '"'
+
+    def write_points(self, name: str, xy: np.ndarray, if_match: str | None = None) -> None:
+        """Replace labels/NAME.txt atomically with `xy` (pixels); an empty array writes `0`. With
+        `if_match`, only if the file is still at that version (else VersionConflict)."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         path = self.label_path(name)
         height, width = self.image_size(name)
         check_points(xy, (height, width))
-        write_labels(path, xy / np.array([width, height], dtype=np.float64))
+        with self._write_lock:
+            self._check_version(name, if_match)
+            try:
+                write_labels(path, xy / np.array([width, height], dtype=np.float64))
+            except (OSError, InputError) as exc:  # a full disk, a folder that cannot be written: the page retries
+                raise RequestError(503, f"{path}: cannot be written ({getattr(exc, 'strerror', None) or exc})") from None
 
-    def delete_labels(self, name: str) -> None:
-        """Remove labels/NAME.txt, so the image counts as not yet labelled (undo of a first point)."""
-        self.label_path(name).unlink(missing_ok=True)
+    def delete_labels(self, name: str, if_match: str | None = None) -> None:
+        """Remove labels/NAME.txt, so the image counts as not yet labelled (undo of a first point).
+        With `if_match`, only if the file is still at that version (else VersionConflict)."""
+        path = self.label_path(name)
+        with self._write_lock:
+            self._check_version(name, if_match)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise RequestError(503, f"{path}: cannot be removed ({exc.strerror or exc})") from None
+
+    def _check_version(self, name: str, if_match: str | None) -> None:
+        if if_match is None or if_match.strip() == "*":
+            return
+        current = self.label_version(name)
+        if if_match.strip() != current:
+            raise VersionConflict(name, if_match.strip(), current)
 
     def label_summary(self, name: str) -> dict:
         """How far along an image is, for the list: status 'unlabelled' | 'labelled' | 'invalid'."""

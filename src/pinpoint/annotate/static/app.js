@@ -46,37 +46,64 @@
     cursor: null,
   };
   const histories = new Map(); // image name -> {undo: [...], redo: [...]} of point lists
-  let saveChain = Promise.resolve(); // saves run one after the other, so the last state wins
-  let pendingSaves = 0;
-  let saveError = null;
+  // Every edit of every image is kept here until the server has written it: image name ->
+  // {points, number}. One worker sends them one at a time (so requests never overtake each other),
+  // each with the version of the label file it was based on (If-Match): a file changed by someone
+  // else meanwhile is never overwritten unseen (412, and the labeller chooses).
+  const unsaved = new Map();
+  const versions = new Map(); // image name -> version of its label file, as this page last read or wrote it
+  const conflicts = new Map(); // image name -> the file as it is now ({points, version}), awaiting a choice
+  const refused = new Map(); // image name -> why the server refused its edit (kept until the next edit)
+  const waiting = new Set(); // images whose save could not reach the server: sent again on the next retry
+  let saveCount = 0;
+  let retryTimer = null;
+  let sending = null; // the worker's promise while it runs
 
   // ----- server -------------------------------------------------------------------------
 
-  async function api(method, path, body) {
-    const options = { method, headers: {} };
+  // A failed request throws an Error with .status (none when the server could not be reached)
+  // and .data (the server's JSON answer).
+  async function api(method, path, body, headers = {}) {
+    const options = { method, headers: { ...headers } };
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
     }
-    const response = await fetch(path, options);
+    let response;
+    try {
+      response = await fetch(path, options);
+    } catch (error) {
+      throw new Error("cannot reach the pinpoint server");
+    }
     const data = await response.json().catch(() => ({ error: response.statusText }));
     if (!response.ok) {
       const error = new Error(data.error || `${response.status} ${response.statusText}`);
       error.status = response.status;
+      error.data = data;
       throw error;
     }
     return data;
   }
+
+  // The server is away (restarting, or the network) rather than refusing: worth trying again.
+  const serverAway = (error) => !error.status || error.status >= 500;
 
   async function fetchBitmap(name) {
     const query = state.contrast === "raw" ? "raw=1" : (() => {
       const [low, high] = state.contrast.split(",");
       return `low=${low}&high=${high}`;
     })();
-    const response = await fetch(`/api/image/${enc(name)}?${query}`);
+    let response;
+    try {
+      response = await fetch(`/api/image/${enc(name)}?${query}`);
+    } catch (error) {
+      throw new Error("cannot reach the pinpoint server");
+    }
     if (!response.ok) {
       const data = await response.json().catch(() => ({}));
-      throw new Error(data.error || `cannot load image ${name}`);
+      const error = new Error(data.error || `cannot load image ${name}`);
+      error.status = response.status;
+      throw error;
     }
     return createImageBitmap(await response.blob());
   }
@@ -142,47 +169,111 @@
   }
 
   // Sends the whole point list of the current image: PUT writes labels/NAME.txt, DELETE removes it
-  // (when undo goes back to before the first point). Queued, so requests never overtake each other.
+  // (when undo goes back to before the first point).
   function save() {
     return enqueueSave(state.name, copyPoints(state.points));
   }
 
-  const latestSave = new Map(); // image name -> number of its newest save, so a stale retry is dropped
-  let saveCount = 0;
-  let retryTimer = null;
-
   function enqueueSave(name, points) {
-    const number = ++saveCount;
-    latestSave.set(name, number);
-    pendingSaves += 1;
-    renderSaveStatus();
-    saveChain = saveChain.then(async () => {
-      try {
-        const path = `/api/labels/${enc(name)}`;
-        if (points === null) await api("DELETE", path);
-        else await api("PUT", path, { points });
-        if (latestSave.get(name) === number) saveError = null;
-        updateEntry(name, points);
-        if (name === state.name && state.mode === "review") loadReview();
-      } catch (error) {
-        // The server is gone or failed (not a refusal of the data): keep trying with this state,
-        // so that restarting the server is enough for nothing to be lost.
-        const retry = !error.status || error.status >= 500;
-        saveError = (retry ? "retrying — " : "") + error.message;
-        if (retry) scheduleRetry(name, points, number);
-      } finally {
-        pendingSaves -= 1;
-        renderSaveStatus();
-      }
-    });
-    return saveChain;
+    unsaved.set(name, { points, number: ++saveCount });
+    refused.delete(name);
+    waiting.delete(name);
+    return pump();
   }
 
-  function scheduleRetry(name, points, number) {
-    clearTimeout(retryTimer);
+  function pump() {
+    if (!sending) {
+      sending = sendAll().finally(() => {
+        sending = null;
+        renderSaveStatus();
+      });
+    }
+    renderSaveStatus();
+    return sending;
+  }
+
+  async function sendAll() {
+    for (;;) {
+      const next = [...unsaved.keys()].find((name) => !conflicts.has(name) && !refused.has(name) && !waiting.has(name));
+      if (next === undefined) return;
+      const { points, number } = unsaved.get(next);
+      await sendOne(next, points, number);
+      renderSaveStatus();
+    }
+  }
+
+  async function sendOne(name, points, number) {
+    const path = `/api/labels/${enc(name)}`;
+    const headers = versions.has(name) ? { "If-Match": versions.get(name) } : {};
+    try {
+      const data = points === null ? await api("DELETE", path, undefined, headers) : await api("PUT", path, { points }, headers);
+      versions.set(name, data.version);
+      if (unsaved.get(name)?.number === number) unsaved.delete(name);
+      updateEntry(name, points);
+      if (name === state.name && state.mode === "review") loadReview();
+    } catch (error) {
+      if (error.status === 412) {
+        conflicts.set(name, error.data.current);
+        showConflict(name);
+      } else if (serverAway(error)) {
+        // Kept, with every other image's waiting edit, and sent again: restarting the server is
+        // enough for nothing to be lost.
+        waiting.add(name);
+        refused.set(name, `retrying — ${error.message}`);
+        scheduleRetry();
+      } else {
+        refused.set(name, error.message); // the server will not take it as it is; the next edit is sent
+      }
+    }
+  }
+
+  function scheduleRetry() {
+    if (retryTimer !== null) return; // one timer for all: a second failure never cancels the first's retry
     retryTimer = setTimeout(() => {
-      if (latestSave.get(name) === number) enqueueSave(name, points);
+      retryTimer = null;
+      for (const name of waiting) refused.delete(name);
+      waiting.clear();
+      pump();
     }, RETRY_MS);
+  }
+
+  // Another tab or program changed the label file since this page read it: show both and let the
+  // labeller keep theirs (sent again over the file's version) or take the file's.
+  function showConflict(name) {
+    const current = conflicts.get(name);
+    const mine = unsaved.get(name)?.points ?? null;
+    const describe = (points) => points === null ? "no label file" : points.length === 0 ? "no target (0)"
+      : points.map((p) => `(${p[0].toFixed(2)}, ${p[1].toFixed(2)})`).join(" ");
+    $("conflict-name").textContent = name;
+    $("conflict-mine").textContent = describe(mine);
+    $("conflict-theirs").textContent = describe(current.points);
+    $("conflict").dataset.name = name;
+    if (!$("conflict").open) $("conflict").showModal();
+    renderSaveStatus();
+  }
+
+  function resolveConflict(keepMine) {
+    const dialog = $("conflict");
+    const name = dialog.dataset.name;
+    const current = conflicts.get(name);
+    dialog.close();
+    if (!current) return;
+    conflicts.delete(name);
+    versions.set(name, current.version);
+    if (!keepMine) {
+      unsaved.delete(name);
+      refused.delete(name);
+      if (name === state.name) {
+        remember(state.points);
+        state.points = current.points;
+        state.selected = -1;
+        refresh();
+      }
+      updateEntry(name, current.points);
+    }
+    const next = conflicts.keys().next();
+    if (!next.done) showConflict(next.value);
+    pump();
   }
 
   function updateEntry(name, points) {
@@ -208,6 +299,15 @@
     renderList();
     const [labels, bitmap] = await Promise.allSettled([api("GET", `/api/labels/${enc(name)}`), fetchBitmap(name)]);
     if (token !== state.loadToken) return; // the user has moved on
+    const away = [labels, bitmap].find((r) => r.status === "rejected" && serverAway(r.reason));
+    if (away) {
+      // Not the file's fault: say so, and load again once the server is back.
+      state.points = null;
+      showMessage(`${away.reason.message} — trying again every ${RETRY_MS / 1000} s; nothing you did is lost`, true);
+      refresh();
+      setTimeout(() => { if (token === state.loadToken) openImage(name); }, RETRY_MS);
+      return;
+    }
     if (bitmap.status === "fulfilled") {
       if (state.bitmap) state.bitmap.close();
       state.bitmap = bitmap.value;
@@ -217,7 +317,12 @@
     if (labels.status === "fulfilled") {
       state.width = labels.value.width;
       state.height = labels.value.height;
-      state.points = labels.value.points;
+      // An edit not yet written stays what the page shows; its version stays the one it was based on.
+      if (unsaved.has(name)) state.points = copyPoints(unsaved.get(name).points);
+      else {
+        state.points = labels.value.points;
+        versions.set(name, labels.value.version);
+      }
       state.editable = bitmap.status === "fulfilled";
     } else {
       state.points = null;
@@ -474,6 +579,7 @@
   window.addEventListener("keydown", (event) => {
     const tag = event.target.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+    if ($("conflict").open) return; // the dialog's buttons take the keys until a choice is made
     const key = event.key;
     const ctrl = event.ctrlKey || event.metaKey;
     if (ctrl && key.toLowerCase() === "z") {
@@ -514,7 +620,7 @@
   });
 
   window.addEventListener("beforeunload", (event) => {
-    if (pendingSaves > 0 || saveError) event.preventDefault();
+    if (unsaved.size > 0) event.preventDefault();
   });
 
   // ----- actions ----------------------------------------------------------------------------
@@ -776,11 +882,15 @@
     $("count").textContent += state.width ? ` · ${state.width}×${state.height}` : "";
   }
 
+  // "all saved" only when every edit of every image is on disk.
   function renderSaveStatus() {
     const status = $("save-status");
-    status.className = saveError ? "failed" : pendingSaves ? "saving" : "saved";
-    status.textContent = saveError ? `not saved: ${saveError}` : pendingSaves ? "saving…" : "all saved";
-    status.title = saveError ? "Kept in this page and sent again every few seconds; do not close it." : "";
+    const problem = conflicts.size ? `labels/${conflicts.keys().next().value}.txt changed elsewhere — choose which to keep`
+      : refused.size ? refused.values().next().value : null;
+    const images = unsaved.size > 1 ? ` (${unsaved.size} images)` : "";
+    status.className = problem ? "failed" : unsaved.size ? "saving" : "saved";
+    status.textContent = problem ? `not saved${images}: ${problem}` : unsaved.size ? `saving…${images}` : "all saved";
+    status.title = problem ? "Kept in this page and sent again every few seconds; do not close it." : "";
   }
 
   function renderButtons() {
@@ -831,6 +941,9 @@
     });
   }
 
+  onClick("conflict-keep", () => resolveConflict(true));
+  onClick("conflict-take", () => resolveConflict(false));
+  $("conflict").addEventListener("cancel", (event) => event.preventDefault()); // Esc: the choice must be made
   onClick("prev", () => step(-1));
   onClick("next", () => step(1));
   onClick("undo", undo);
@@ -867,7 +980,11 @@
   // For tests and scripts: the current view, and a promise that settles once every save is done.
   window.pinpoint = {
     view: () => ({ ...state.view, width: state.width, height: state.height, name: state.name, editable: state.editable }),
-    idle: () => saveChain.then(() => ({ pending: pendingSaves, error: saveError })),
+    idle: async () => {
+      while (sending) await sending;
+      const problem = conflicts.size ? "conflict" : refused.size ? refused.values().next().value : null;
+      return { pending: unsaved.size, error: problem };
+    },
   };
 
   async function start() {
