@@ -489,3 +489,37 @@ def test_two_images_sharing_a_stem_are_refused_at_start(tmp_path):
         cv2.imwrite(str(data / "images" / name), np.zeros((4, 4), np.uint8))
     with pytest.raises(InputError, match="two images share the name a"):
         make_server(data, port=0)
+
+
+def test_with_a_model_suggestions_reach_below_its_threshold_while_review_counts_from_it(tmp_path):
+    from pinpoint.annotate.server import SUGGESTION_FLOOR
+    from pinpoint.predict import load
+
+    data = tmp_path / "ds"
+    (data / "images").mkdir(parents=True)
+    frame = np.random.default_rng(0).normal(0.3, 0.02, (64, 80))
+    for k, (y, x) in enumerate([(20, 20), (40, 60)]):  # a bright target and a faint one
+        frame[y - 1:y + 2, x - 1:x + 2] += 0.5 if k == 0 else 0.14  # the pretrained model scores it about 0.34
+    cv2.imwrite(str(data / "images" / "f.png"), (frame.clip(0, 1) * 255).astype(np.uint8))
+    threshold = load("pretrained").threshold
+    server, thread = run_server_with_weights(data)
+    try:
+        client = Client(server.port)
+        status, listing = client.json("GET", "/api/images")
+        assert status == 200 and listing["threshold"] == pytest.approx(threshold)
+        scores = [s for _, _, s in client.json("GET", "/api/predictions/f")[1]["points"]]
+        assert len(scores) == 2 and min(scores) >= SUGGESTION_FLOOR * threshold - 1e-9 and min(scores) < threshold
+        review = client.json("GET", "/api/review/f")[1]
+        assert all(s >= threshold for _, _, s, _ in review["pred"])
+        assert len(review["pred"]) == 1  # the faint one is a suggestion, not a prediction the review counts
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def run_server_with_weights(data: Path):
+    server = make_server(data, weights="pretrained", host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    return server, thread

@@ -55,6 +55,8 @@ class FakeDetector:
     def __call__(self, path: Path) -> Points:
         if path.stem == "img0":
             return Points([[60.25, 40.5], [250.0, 200.0]], [0.92, 0.41], (H, W))
+        if path.stem == "img1":  # many suggestions, far from where the tests click
+            return Points([[300.0, 10.0 + 20 * k] for k in range(5)], [0.9, 0.8, 0.7, 0.6, 0.5], (H, W))
         return Points(np.zeros((0, 2)), np.zeros(0), (H, W))
 
 
@@ -367,3 +369,90 @@ def test_an_image_whose_edit_is_not_written_yet_shows_that_edit_when_opened_agai
     app.labels.mkdir()
     app.page.wait_for_function("document.getElementById('save-status').textContent === 'all saved'", timeout=10_000)
     assert app.label_points("img0").shape == (1, 2)
+
+
+def test_keyboard_paths_for_tiny_targets(app):
+    app.open("img0")
+    fit = app.view()["scale"]
+    # + and - zoom around the cursor
+    app.page.mouse.move(*app.screen(100.0, 80.0))
+    app.page.keyboard.press("+")
+    assert app.view()["scale"] == pytest.approx(1.5 * fit)
+    app.page.keyboard.press("-")
+    assert app.view()["scale"] == pytest.approx(fit)
+    # a click adds a point and selects it; arrows nudge it, Shift by a tenth of a pixel
+    app.click(100.0, 80.0)
+    app.page.keyboard.press("ArrowRight")
+    app.page.keyboard.press("Shift+ArrowDown")
+    app.idle()
+    np.testing.assert_allclose(app.label_points("img0"), [[101.0, 80.1]], atol=1e-3 + 0.5 / fit)
+    # Shift+click beside it (inside its grab radius) adds a second point instead of grabbing the first
+    app.page.keyboard.press("Escape")
+    app.page.keyboard.down("Shift")
+    app.page.mouse.click(*app.screen(102.0, 80.0))
+    app.page.keyboard.up("Shift")
+    app.idle()
+    assert len(app.label_points("img0")) == 2
+    # h hides the marks and says so
+    app.page.keyboard.press("h")
+    assert "marks hidden" in app.page.inner_text("#count")
+    app.page.keyboard.press("h")
+    # 0 on an image with points: no target, with its undo in place
+    app.page.keyboard.press("0")
+    app.idle()
+    assert app.label_text("img0") == "0\n"
+    assert app.page.is_visible("#toast") and "2 points removed" in app.page.inner_text("#toast")
+    app.page.click("#toast-undo")
+    app.idle()
+    assert len(app.label_points("img0")) == 2
+    # ? opens every key; Esc closes it
+    app.page.keyboard.press("?")
+    assert app.page.is_visible("#help") and "nudge" in app.page.inner_text("#help")
+    app.page.keyboard.press("Escape")
+    assert not app.page.is_visible("#help")
+    # l goes to the image list; arrows move in it and Enter opens
+    app.page.keyboard.press("l")
+    assert app.page.evaluate("document.activeElement.dataset.name") == "img0"
+    app.page.keyboard.press("ArrowDown")
+    app.page.keyboard.press("Enter")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable")
+
+
+def test_zoom_can_stay_from_image_to_image_and_is_remembered(app):
+    app.open("img0")
+    fit = app.view()["scale"]
+    app.page.check("#keep-view")
+    app.page.mouse.move(*app.screen(100.0, 80.0))
+    app.page.keyboard.press("+")
+    zoomed = app.view()
+    app.page.keyboard.press("d")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img1' && window.pinpoint.view().editable")
+    assert (app.view()["scale"], app.view()["ox"]) == pytest.approx((zoomed["scale"], zoomed["ox"]))
+    app.open("img1")  # a reload remembers the choice
+    assert app.page.is_checked("#keep-view")
+    app.page.uncheck("#keep-view")
+    app.page.keyboard.press("+")
+    app.page.keyboard.press("a")
+    app.page.wait_for_function("window.pinpoint.view().name === 'img0' && window.pinpoint.view().editable")
+    assert app.view()["scale"] == pytest.approx(fit)
+
+
+def test_suggestions_by_score_by_click_and_by_key(app):
+    app.open("img1")
+    app.page.wait_for_selector("#suggestion-list li button")
+    assert app.page.locator("#suggestion-list li button").count() == 5
+    assert "primary" not in app.page.get_attribute("#accept-all", "class")  # many: not the highlighted button
+    # the score slider hides the suggestions below it
+    app.page.locator("#min-score").fill("0.75")
+    assert app.page.locator("#suggestion-list li button").count() == 2
+    assert "primary" in app.page.get_attribute("#accept-all", "class")
+    # a click on a suggestion's ring accepts it
+    sx, sy = app.screen(300.0, 10.0)
+    app.page.mouse.click(sx + 8, sy)
+    app.idle()
+    np.testing.assert_allclose(app.label_points("img1"), [[300.0, 10.0]], atol=1e-3)
+    # s accepts the suggestion nearest the cursor
+    app.page.mouse.move(*app.screen(280.0, 35.0))
+    app.page.keyboard.press("s")
+    app.idle()
+    np.testing.assert_allclose(app.label_points("img1"), [[300.0, 10.0], [300.0, 30.0]], atol=1e-3)

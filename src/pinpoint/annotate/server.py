@@ -34,6 +34,7 @@ import threading
 import traceback
 import webbrowser
 from collections import OrderedDict
+from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +47,7 @@ from pinpoint.errors import InputError
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1_000_000  # 10,000 points as JSON take about 400 kB
 DRAIN_BYTES = 8_000_000  # a refused body up to this size is read and dropped, so the client sees the answer
+SUGGESTION_FLOOR = 0.5  # suggestions come from down to this fraction of the model's threshold (the page's slider)
 PNG_CACHE_ENTRIES = 16  # rendered frames kept, so going back and forth costs no new decode
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -351,6 +353,7 @@ def image_list(store: AnnotationStore, predict_all: bool = False) -> dict:
         "labelled": sum(entry["status"] == "labelled" for entry in images),
         "has_model": store.has_model,
         "match_px": store.match_px,
+        "threshold": store.threshold,
         "images": images,
     }
 
@@ -370,11 +373,14 @@ def make_server(data_dir: str | os.PathLike, weights: str | os.PathLike | None =
     `weights` loads a checkpoint whose predictions become suggestions; `predictor` (image path ->
     Points) replaces it, for tests or for any other detector.
     """
+    threshold = None
     if predictor is None and weights is not None:
         from pinpoint.predict import load
 
-        predictor = load(weights).predict
-    store = AnnotationStore(data_dir, predictor)
+        detector = load(weights)
+        threshold = detector.threshold
+        predictor = partial(detector.predict, conf=threshold * SUGGESTION_FLOOR)
+    store = AnnotationStore(data_dir, predictor, threshold=threshold)
     try:
         return AnnotationServer(store, host, port, verbose)
     except OSError as exc:  # port taken, address not on this machine, no permission

@@ -74,7 +74,8 @@ class AnnotationStore:
     Thread-safe: the HTTP server answers requests from several threads at once.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, predictor: Predictor | None = None, match_px: float = MATCH_PX):
+    def __init__(self, data_dir: str | os.PathLike, predictor: Predictor | None = None, match_px: float = MATCH_PX,
+                 threshold: float | None = None):
         given = Path(data_dir)
         if not given.is_dir():
             raise InputError(f"{given}: not a folder (expected a dataset folder with images/ inside)")
@@ -89,6 +90,9 @@ class AnnotationStore:
         remove_stale_temporaries(self.labels_dir)  # label files half-written by a server that was killed
         self.predictor = predictor
         self.match_px = match_px
+        # the model's own score cut: review and the disagreement filter count only points at or above
+        # it, while suggestions may come from below it (the page's slider starts here)
+        self.threshold = threshold
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # a version check and the write it guards are one step
         self._predict_lock = threading.Lock()  # one model call at a time: torch already uses every core
@@ -281,6 +285,8 @@ class AnnotationStore:
         predictions are false alarms (one-to-one matching within `match_px` pixels)."""
         labels = self.read_points(name)
         pred = self.predictions(name)
+        if self.threshold is not None:
+            pred = pred[pred.score >= self.threshold]
         gt_xy = labels.xy if labels.xy is not None else np.zeros((0, 2))
         match = match_points(pred.xy, pred.score, gt_xy, self.match_px)
         return {

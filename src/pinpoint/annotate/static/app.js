@@ -15,6 +15,13 @@
   const WHEEL_SPEED = 0.0015; // zoom factor exp(-deltaY * speed): 100 px of wheel = x1.16
   const HISTORY_LIMIT = 500; // undo steps kept per image
   const RETRY_MS = 3000; // a save that could not reach the server is sent again after this long
+  const KEY_ZOOM = 1.5; // + and - zoom by this factor around the cursor (or the centre)
+  const NUDGE = 1; // image px an arrow key moves the selected point; with Shift a tenth of it
+  const SUGGEST_RING = 10; // CSS px: a suggestion's ring, and how close a click must be to accept it
+  const FEW_SUGGESTIONS = 3; // more than this, and "accept all" is no longer the highlighted button
+  const UNDO_TOAST_MS = 8000; // how long "no target" offers its undo in place
+  const stored = (key, fallback) => { try { return localStorage.getItem(key) ?? fallback; } catch { return fallback; } };
+  const store = (key, value) => { try { localStorage.setItem(key, value); } catch { /* private mode: not remembered */ } };
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -44,6 +51,11 @@
     contrast: "0.5,99.5",
     loadToken: 0,
     cursor: null,
+    cursorScreen: null, // [sx, sy] of the pointer over the canvas, for key zoom and key accept
+    keepView: stored("pinpoint.keepView", "0") === "1", // zoom and pan stay when moving to another image
+    hideMarkers: false, // h: the labels' and suggestions' marks off, to see the target under them
+    threshold: 0, // the model's own score cut: where the suggestion slider starts
+    minScore: null, // the slider: suggestions scoring below it are not shown
   };
   const histories = new Map(); // image name -> {undo: [...], redo: [...]} of point lists
   // Every edit of every image is kept here until the server has written it: image name ->
@@ -114,6 +126,8 @@
     state.dataset = data.dataset;
     state.hasModel = data.has_model;
     state.matchPx = data.match_px;
+    state.threshold = data.threshold ?? 0;
+    if (state.minScore === null) $("min-score").value = String(state.threshold);
     document.body.classList.toggle("has-model", data.has_model);
     $("dataset").textContent = data.dataset;
     renderList();
@@ -288,6 +302,7 @@
 
   async function openImage(name) {
     const token = ++state.loadToken;
+    const previousSize = state.bitmap ? [state.width, state.height] : null;
     state.name = name;
     state.editable = false;
     state.selected = state.hover = -1;
@@ -334,7 +349,8 @@
       state.height = state.bitmap.height;
     }
     showMessage(problems.join("\n"), problems.length > 0);
-    fitView();
+    const sameSize = previousSize && previousSize[0] === state.width && previousSize[1] === state.height;
+    if (!(state.keepView && sameSize && !state.view.fitted)) fitView();
     refresh();
     if (state.hasModel) loadSuggestions(name, token);
   }
@@ -462,6 +478,21 @@
     return [Math.min(Math.max(x, 0), state.width - 1), Math.min(Math.max(y, 0), state.height - 1)];
   }
 
+  // The pending suggestion whose ring (or centre) is under (sx, sy), nearest first.
+  function suggestionAt(sx, sy, reach = Math.max(SUGGEST_RING, markerGap() + 4) + 3) {
+    let best = null;
+    let bestDist = reach;
+    for (const s of pendingSuggestions()) {
+      const [px, py] = toScreen(s.x, s.y);
+      const d = Math.hypot(px - sx, py - sy);
+      if (d <= bestDist) {
+        best = s;
+        bestDist = d;
+      }
+    }
+    return best;
+  }
+
   function pointAt(sx, sy) {
     let best = -1;
     let bestDist = HIT_RADIUS;
@@ -488,7 +519,12 @@
       return;
     }
     if (event.button !== 0 || !state.editable) return;
-    const hit = pointAt(p.sx, p.sy);
+    const hit = event.shiftKey ? -1 : pointAt(p.sx, p.sy); // Shift: always a new point, even beside another
+    const ring = event.shiftKey || hit >= 0 || state.mode === "review" || state.hideMarkers ? null : suggestionAt(p.sx, p.sy);
+    if (ring) {
+      accept([ring]); // a click on a suggestion's ring takes it
+      return;
+    }
     if (hit >= 0) {
       const [x, y] = state.points[hit];
       state.selected = hit;
@@ -525,6 +561,7 @@
     if (event.target === canvas && state.bitmap) {
       const p = toImage(event);
       state.cursor = onImage(p.x, p.y) ? [p.x, p.y] : null;
+      state.cursorScreen = [p.sx, p.sy];
       const hover = g ? state.hover : pointAt(p.sx, p.sy);
       if (hover !== state.hover) {
         state.hover = hover;
@@ -571,6 +608,7 @@
 
   canvas.addEventListener("pointerleave", () => {
     state.cursor = null;
+    state.cursorScreen = null;
     state.hover = -1;
     renderStatus();
     draw();
@@ -579,7 +617,8 @@
   window.addEventListener("keydown", (event) => {
     const tag = event.target.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
-    if ($("conflict").open) return; // the dialog's buttons take the keys until a choice is made
+    if ($("conflict").open || $("help").open) return; // an open dialog takes the keys
+    if (event.target.closest && event.target.closest("#image-list")) return; // the list's own keys
     const key = event.key;
     const ctrl = event.ctrlKey || event.metaKey;
     if (ctrl && key.toLowerCase() === "z") {
@@ -590,10 +629,35 @@
       redo();
     } else if (ctrl || event.altKey) {
       return;
+    } else if (key.startsWith("Arrow") && state.selected >= 0 && state.editable) {
+      event.preventDefault(); // arrows nudge the selected point; Shift for a tenth of a pixel
+      const d = event.shiftKey ? NUDGE / 10 : NUDGE;
+      const [dx, dy] = { ArrowLeft: [-d, 0], ArrowRight: [d, 0], ArrowUp: [0, -d], ArrowDown: [0, d] }[key];
+      const points = copyPoints(state.points);
+      points[state.selected] = clampToImage(points[state.selected][0] + dx, points[state.selected][1] + dy);
+      commit(points);
+    } else if (key === "Escape") {
+      state.selected = -1;
+      refresh();
     } else if (key === "a" || key === "ArrowLeft") {
       step(-1);
     } else if (key === "d" || key === "ArrowRight") {
       step(1);
+    } else if (key === "+" || key === "=" || key === "-") {
+      const { width, height } = canvasSize();
+      const [sx, sy] = state.cursorScreen || [width / 2, height / 2];
+      if (state.bitmap) zoomAt(sx, sy, key === "-" ? 1 / KEY_ZOOM : KEY_ZOOM);
+    } else if (key === "h") {
+      state.hideMarkers = !state.hideMarkers;
+      refresh();
+    } else if (key === "s" && state.hasModel && state.editable) {
+      const near = state.cursorScreen && suggestionAt(...state.cursorScreen, Infinity);
+      if (near) accept([near]); // the suggestion nearest the cursor
+    } else if (key === "?") {
+      $("help").showModal();
+    } else if (key === "l") {
+      const current = $("image-list").querySelector("li.current") || $("image-list").querySelector("li");
+      if (current) current.focus(); // the list, from the keyboard: arrows move, Enter opens
     } else if (key === "Delete" || key === "Backspace") {
       const target = state.selected >= 0 ? state.selected : state.hover;
       if (target >= 0) removePoint(target);
@@ -635,15 +699,32 @@
 
   function noTarget() {
     state.selected = -1;
+    const removed = (state.points || []).length;
     commit([]);
+    if (removed) offerUndo(`${removed} point${removed > 1 ? "s" : ""} removed: no target in this image.`);
+  }
+
+  // A change that throws away work says so where the labeller looks, with its undo at hand.
+  let toastTimer = null;
+  function offerUndo(text) {
+    const name = state.name;
+    $("toast-text").textContent = text;
+    $("toast").hidden = false;
+    $("toast-undo").onclick = () => {
+      $("toast").hidden = true;
+      if (state.name === name) undo();
+    };
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { $("toast").hidden = true; }, UNDO_TOAST_MS);
   }
 
   // Suggestions already covered by a label (within the review's match distance) are not offered.
   function pendingSuggestions() {
     const labels = state.points || [];
+    const floor = state.minScore ?? state.threshold;
     return state.suggestions
       .map((s, index) => ({ x: s[0], y: s[1], score: s[2], index }))
-      .filter((s) => !labels.some(([x, y]) => Math.hypot(x - s.x, y - s.y) <= state.matchPx));
+      .filter((s) => s.score >= floor && !labels.some(([x, y]) => Math.hypot(x - s.x, y - s.y) <= state.matchPx));
   }
 
   function accept(suggestions) {
@@ -671,6 +752,7 @@
     ctx.imageSmoothingEnabled = v.scale < 1; // zoomed in, pixels stay crisp squares
     ctx.drawImage(state.bitmap, v.ox, v.oy, state.width * v.scale, state.height * v.scale);
     if (v.scale >= 12) drawPixelGrid();
+    if (state.hideMarkers) return;
     if (state.mode === "review") drawReview();
     else {
       pendingSuggestions().forEach((s) => drawSuggestion(s));
@@ -713,26 +795,31 @@
   }
 
   // A ring with a crosshair that stops short of the centre, so the target itself stays visible.
+  // The crosshair starts 2 image pixels out (and at least 4 CSS px), so a target 2 pixels wide is
+  // never under a mark at any zoom; h hides the marks altogether.
   function drawLabel(x, y, kind, hovered) {
     const [sx, sy] = toScreen(x, y);
     const color = kind === "selected" ? cssVar("--selected") : cssVar("--label");
-    const r = hovered ? 8 : 7;
+    const gap = markerGap();
+    const r = gap + (hovered ? 5 : 4);
     outlined(() => {
       ctx.beginPath();
       ctx.arc(sx, sy, r, 0, 2 * Math.PI);
       for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1]]) {
-        ctx.moveTo(sx + dx * 3, sy + dy * 3);
+        ctx.moveTo(sx + dx * gap, sy + dy * gap);
         ctx.lineTo(sx + dx * (r + 4), sy + dy * (r + 4));
       }
     }, color);
   }
+
+  const markerGap = () => Math.max(4, 2 * state.view.scale); // CSS px from a point to its nearest mark
 
   function drawSuggestion(s) {
     const [sx, sy] = toScreen(s.x, s.y);
     ctx.setLineDash([3, 3]);
     outlined(() => {
       ctx.beginPath();
-      ctx.arc(sx, sy, 10, 0, 2 * Math.PI);
+      ctx.arc(sx, sy, Math.max(SUGGEST_RING, markerGap() + 4), 0, 2 * Math.PI);
     }, cssVar("--suggest"));
     ctx.setLineDash([]);
     drawText(s.score.toFixed(2), sx + 13, sy - 8, cssVar("--suggest"));
@@ -819,7 +906,20 @@
       badge.textContent = entry.status === "labelled" ? String(entry.count) : entry.status === "invalid" ? "!" : "–";
       badge.title = entry.status === "labelled" ? `${entry.count} target(s)` : entry.status === "invalid" ? entry.error || "invalid label file" : "not labelled yet";
       li.append(name, badge);
+      li.tabIndex = 0;
       li.addEventListener("click", () => openImage(entry.name));
+      li.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          openImage(entry.name).then(() => canvas.focus());
+        } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+          event.preventDefault();
+          const next = event.key === "ArrowDown" ? li.nextElementSibling : li.previousElementSibling;
+          if (next) next.focus();
+        } else if (event.key === "Escape") {
+          canvas.focus();
+        }
+      });
       fragment.append(li);
     }
     list.replaceChildren(fragment);
@@ -852,6 +952,8 @@
     const pending = pendingSuggestions();
     $("suggestion-count").textContent = `(${pending.length})`;
     $("accept-all").disabled = !pending.length || !state.editable;
+    $("accept-all").classList.toggle("primary", pending.length <= FEW_SUGGESTIONS); // many: look before taking them all
+    $("min-score-value").textContent = (state.minScore ?? state.threshold).toFixed(2);
     const suggestions = pending.map((s) => {
       const li = document.createElement("li");
       const coords = document.createElement("span");
@@ -880,6 +982,7 @@
     const n = (state.points || []).length;
     $("count").textContent = !state.name ? "" : state.points === null ? "not labelled" : n === 0 ? "no target (0)" : `${n} point${n > 1 ? "s" : ""}`;
     $("count").textContent += state.width ? ` · ${state.width}×${state.height}` : "";
+    $("count").textContent += state.hideMarkers ? " · marks hidden (h)" : "";
   }
 
   // "all saved" only when every edit of every image is on disk.
@@ -941,6 +1044,17 @@
     });
   }
 
+  $("keep-view").checked = state.keepView;
+  $("keep-view").addEventListener("change", () => {
+    state.keepView = $("keep-view").checked;
+    store("pinpoint.keepView", state.keepView ? "1" : "0");
+    canvas.focus();
+  });
+  $("min-score").addEventListener("input", () => {
+    state.minScore = Number($("min-score").value);
+    refresh();
+  });
+  onClick("help-close", () => $("help").close());
   onClick("conflict-keep", () => resolveConflict(true));
   onClick("conflict-take", () => resolveConflict(false));
   $("conflict").addEventListener("cancel", (event) => event.preventDefault()); // Esc: the choice must be made
