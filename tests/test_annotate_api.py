@@ -523,3 +523,36 @@ def run_server_with_weights(data: Path):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     return server, thread
+
+
+def test_images_say_how_unsure_the_model_is_and_how_much_it_disagrees(setup):
+    client, data, _, _ = setup
+    (data / "labels" / "b.txt").write_text("2\n0.5 0.5\n0.25 0.25\n")  # the model finds nothing in b: two misses
+    status, listing = client.json("GET", "/api/images?predict=1")
+    assert status == 200
+    entries = {e["name"]: e for e in listing["images"]}
+    assert (entries["a"]["disagreement"], entries["b"]["disagreement"], entries["c"]["disagreement"]) == (1, 2, None)
+    assert entries["b"]["doubt"] == 0.0  # no point at all: nothing to be unsure of
+    assert entries["a"]["doubt"] == pytest.approx(0.6)  # its 0.3 point is 0.2 from the cut (0.5 without a threshold)
+
+
+def test_train_needs_a_model_and_enough_labels(setup, tmp_path):
+    client, data, _, _ = setup
+    status, payload = client.json("POST", "/api/train")
+    assert status == 409 and "no model" in payload["error"]
+    server = make_server(data, weights="pretrained", host="127.0.0.1", port=0, runs=tmp_path / "runs" / "annotate")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        other = Client(server.port)
+        for name in ("a", "b"):
+            (data / "labels" / f"{name}.txt").unlink(missing_ok=True)
+        status, payload = other.json("POST", "/api/train")
+        assert status == 409 and "label at least 2 images" in payload["error"]
+        assert other.json("GET", "/api/train") == (200, {"state": "idle", "epoch": 0, "epochs": 100, "images": 0,
+                                                         "run": None, "message": ""})
+        assert not (tmp_path / "runs").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -456,3 +456,71 @@ def test_suggestions_by_score_by_click_and_by_key(app):
     app.page.keyboard.press("s")
     app.idle()
     np.testing.assert_allclose(app.label_points("img1"), [[300.0, 10.0], [300.0, 30.0]], atol=1e-3)
+
+
+def test_train_on_my_labels_then_suggest_with_the_new_weights(browser_context, tmp_path):
+    from pinpoint.cli import main
+
+    data = tmp_path / "synth"
+    assert main(["synth", str(data), "--n", "8", "--seed", "3", "--min-size", "96", "--max-size", "128"]) == 0
+    server = make_server(data, weights="pretrained", host="127.0.0.1", port=0, train_epochs=1,
+                         runs=tmp_path / "runs" / "annotate")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    page = browser_context.new_page()
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready]", timeout=10_000)
+        before = server.store.predictor
+        page.click("#train")
+        page.wait_for_function("document.getElementById('train-status').textContent.includes('epoch')")
+        # a second request while it runs is refused with a clear message
+        page.wait_for_function("document.getElementById('train').disabled")
+        status = page.evaluate("fetch('/api/train', {method: 'POST'}).then(r => r.json().then(j => [r.status, j.error]))")
+        assert status[0] == 409 and "going already" in status[1]
+        # the server keeps answering while it trains
+        assert page.evaluate("fetch('/api/images').then(r => r.status)") == 200
+        page.wait_for_function("document.getElementById('train-status').textContent.includes('trained on')",
+                               timeout=120_000)
+        assert (tmp_path / "runs" / "annotate" / "best.pt").is_file()
+        assert server.store.predictor is not before  # suggestions now come from the new weights
+        assert "runs/annotate" in page.inner_text("#message")
+        assert page.evaluate("fetch('/api/train').then(r => r.json()).then(j => j.state)") == "done"
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_label_mark_leaves_a_two_pixel_target_visible_at_the_fitted_size(app):
+    app.open("img0")
+    app.click(150.0, 100.0)
+    scale = app.view()["scale"]
+
+    def around_the_point() -> list:
+        sx, sy = app.screen(150.0, 100.0)
+        box = app.canvas_box()
+        half = round(1.0 * scale)  # one image pixel each side: a 2 px target
+        return app.page.evaluate(f"""(() => {{
+            const canvas = document.getElementById('canvas');
+            const dpr = window.devicePixelRatio || 1;
+            const x = Math.round(({sx} - {box['x']} - {half}) * dpr), y = Math.round(({sy} - {box['y']} - {half}) * dpr);
+            const side = Math.round(2 * {half} * dpr);
+            return Array.from(canvas.getContext('2d').getImageData(x, y, side, side).data);
+        }})()""")
+
+    marked = around_the_point()
+    app.page.keyboard.press("h")  # marks hidden: the image alone
+    assert marked == around_the_point()
+
+
+def test_the_list_can_put_what_most_needs_a_human_first(app):
+    app.open("img0")
+    app.page.select_option("#sort", "disagreement")
+    # img2 is the one labelled image the model disagrees with (its target is missed)
+    app.page.wait_for_function("document.querySelector('#image-list li').dataset.name === 'img2'")
+    app.page.select_option("#sort", "doubt")
+    # img1 has a point at 0.5, right at the cut (0.5 without a threshold): the model is least sure there
+    app.page.wait_for_function("document.querySelector('#image-list li').dataset.name === 'img1'")
+    assert [li.get_attribute("data-name") for li in app.page.locator("#image-list li").all()] == ["img1", "img0", "img2"]

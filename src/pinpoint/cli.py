@@ -347,6 +347,9 @@ def add_annotate(verbs) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=number(Rule(int, 0, 65535)), default=8000, help="port to serve on (0: any free port)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--train-epochs", type=setting("epochs"), default=100, metavar="N",
+                   help="epochs of the page's \"train on my labels\" (pinpoint train --init WEIGHTS on the labelled "
+                   "images, into runs/annotate; default 100)")
     p.set_defaults(run=run_annotate)
 
 
@@ -566,7 +569,8 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_annotate(args: argparse.Namespace) -> int:
     from pinpoint.annotate import serve
 
-    serve(args.data_dir, weights=None if args.no_suggestions else args.weights, host=args.host, port=args.port, open_browser=args.open)
+    serve(args.data_dir, weights=None if args.no_suggestions else args.weights, host=args.host, port=args.port,
+          open_browser=args.open, train_epochs=args.train_epochs)
     return 0
 
 

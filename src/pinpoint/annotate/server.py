@@ -4,7 +4,8 @@ Endpoints (NAME is an image's file stem, percent-encoded; coordinates are pixels
 y = row, pixel centres at integers, valid range [0, W] x [0, H]):
 
     GET    /                       the page (static/index.html); /static/FILE its scripts and styles
-    GET    /api/images             every image with its label status, progress and model flags;
+    GET    /api/images             every image with its label status, progress, how unsure the model is
+                                   (doubt) and how much it disagrees with the labels (misses + false alarms);
                                    ?predict=1 first runs the model on every image (disagreement filter)
     GET    /api/image/NAME         the image as an 8-bit PNG after a percentile stretch;
                                    ?low=0.5&high=99.5 sets the percentiles, ?raw=1 sends it unstretched
@@ -17,6 +18,9 @@ y = row, pixel centres at integers, valid range [0, W] x [0, H]):
                                    written: 412 with {"error", "current": the file as GET gives it}.
     GET    /api/predictions/NAME   the model's points with scores: {"points": [[x, y, score], ...]}
     GET    /api/review/NAME        ground truth against predictions, misses and false alarms marked
+    POST   /api/train              "train on my labels": fine-tune the model on the labelled images in
+                                   the background (trainer.py); 409 while a run goes, or without a model
+    GET    /api/train              that run's state: idle | running (epoch, epochs) | done | failed
 
 Every error is JSON {"error": "..."} with a 4xx/5xx status. The server binds 127.0.0.1 unless
 told otherwise and then also refuses requests whose Host header is not a loopback name (so a
@@ -42,11 +46,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pinpoint.annotate.render import DEFAULT_HIGH, DEFAULT_LOW, render_png
 from pinpoint.annotate.store import AnnotationStore, Predictor, RequestError, VersionConflict, check_name, parse_points
+from pinpoint.annotate.trainer import RUNS, Trainer
 from pinpoint.errors import InputError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1_000_000  # 10,000 points as JSON take about 400 kB
 DRAIN_BYTES = 8_000_000  # a refused body up to this size is read and dropped, so the client sees the answer
+TRAIN_EPOCHS = 100  # "train on my labels": the default recipe's epochs (25 images from the pretrained model: about a minute)
 SUGGESTION_FLOOR = 0.5  # suggestions come from down to this fraction of the model's threshold (the page's slider)
 PNG_CACHE_ENTRIES = 16  # rendered frames kept, so going back and forth costs no new decode
 CONTENT_TYPES = {
@@ -69,6 +75,7 @@ class AnnotationServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         self.store = store
+        self.trainer: Trainer | None = None  # "train on my labels", where there is a model to start from
         self.verbose = verbose
         self.host = host
         self.loopback_only = _is_loopback(host)
@@ -178,7 +185,13 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             return self._send_static(segments[1])
         if segments == ["api", "images"]:
             self._allow(method, "GET")
-            return self._send_json(image_list(store, predict_all=_flag(query, "predict")))
+            return self._send_json(image_list(store, predict_all=_flag(query, "predict"),
+                                              server_can_train=self.server.trainer is not None))
+        if segments == ["api", "train"]:
+            self._allow(method, "GET", "POST")
+            if self.server.trainer is None:
+                raise RequestError(409, "no model to fine-tune: start the tool with --weights (or the pretrained model)")
+            return self._send_json(self.server.trainer.start() if method == "POST" else self.server.trainer.status())
         if len(segments) != 3 or segments[0] != "api":
             raise RequestError(404, f"no such endpoint: {urlsplit(self.path).path}")
         kind, name = segments[1], segments[2]
@@ -333,7 +346,7 @@ def split_path(raw_path: str) -> tuple[list[str], dict[str, list[str]]]:
     return segments, parse_qs(parts.query)
 
 
-def image_list(store: AnnotationStore, predict_all: bool = False) -> dict:
+def image_list(store: AnnotationStore, predict_all: bool = False, server_can_train: bool = False) -> dict:
     """The page's sidebar: every image with its label status, and overall progress."""
     names = store.scan()
     if predict_all and store.has_model:
@@ -345,7 +358,9 @@ def image_list(store: AnnotationStore, predict_all: bool = False) -> dict:
     images = []
     for name in names:
         entry = store.label_summary(name)
-        entry["disagrees"] = store.disagrees(name) if store.has_model else None
+        entry["disagreement"] = store.disagreement(name) if store.has_model else None
+        entry["disagrees"] = bool(entry["disagreement"]) if entry["disagreement"] is not None else None
+        entry["doubt"] = store.doubt(name) if store.has_model else None
         images.append(entry)
     return {
         "dataset": store.root.name,
@@ -354,6 +369,7 @@ def image_list(store: AnnotationStore, predict_all: bool = False) -> dict:
         "has_model": store.has_model,
         "match_px": store.match_px,
         "threshold": store.threshold,
+        "can_train": server_can_train,
         "images": images,
     }
 
@@ -367,30 +383,41 @@ def labels_json(store: AnnotationStore, name: str) -> dict:
 
 
 def make_server(data_dir: str | os.PathLike, weights: str | os.PathLike | None = None, host: str = "127.0.0.1",
-                port: int = 8000, predictor: Predictor | None = None, verbose: bool = False) -> AnnotationServer:
+                port: int = 8000, predictor: Predictor | None = None, verbose: bool = False,
+                train_epochs: int = TRAIN_EPOCHS, runs: str | os.PathLike = RUNS) -> AnnotationServer:
     """A ready, bound server for DATA_DIR; run it with `server.serve_forever()` (port 0 picks a free port).
 
     `weights` loads a checkpoint whose predictions become suggestions; `predictor` (image path ->
-    Points) replaces it, for tests or for any other detector.
+    Points) replaces it, for tests or for any other detector. With `weights`, the page can also
+    fine-tune it on the labels ("train on my labels": `train_epochs` epochs, into the first free
+    `runs`, runs2, ...).
     """
     threshold = None
     if predictor is None and weights is not None:
-        from pinpoint.predict import load
-
-        detector = load(weights)
-        threshold = detector.threshold
-        predictor = partial(detector.predict, conf=threshold * SUGGESTION_FLOOR)
+        predictor, threshold = suggester(weights)
     store = AnnotationStore(data_dir, predictor, threshold=threshold)
     try:
-        return AnnotationServer(store, host, port, verbose)
+        server = AnnotationServer(store, host, port, verbose)
     except OSError as exc:  # port taken, address not on this machine, no permission
         raise InputError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); try another --port") from None
+    if weights is not None:
+        server.trainer = Trainer(store, weights, train_epochs, lambda best: store.set_model(*suggester(best)), runs)
+    return server
+
+
+def suggester(weights: str | os.PathLike) -> tuple[Predictor, float]:
+    """A checkpoint's predictor for suggestions (down to SUGGESTION_FLOOR x its threshold) and its threshold."""
+    from pinpoint.predict import load
+
+    detector = load(weights)
+    return partial(detector.predict, conf=detector.threshold * SUGGESTION_FLOOR), detector.threshold
 
 
 def serve(data_dir: str | os.PathLike, weights: str | os.PathLike | None = None, host: str = "127.0.0.1",
-          port: int = 8000, open_browser: bool = False, predictor: Predictor | None = None) -> None:
+          port: int = 8000, open_browser: bool = False, predictor: Predictor | None = None,
+          train_epochs: int = TRAIN_EPOCHS) -> None:
     """Run the annotation tool until Ctrl+C. Every change is already on disk, so stopping loses nothing."""
-    server = make_server(data_dir, weights, host, port, predictor)
+    server = make_server(data_dir, weights, host, port, predictor, train_epochs=train_epochs)
     total = len(server.store.names)
     print(f"pinpoint annotate: {total} images in {server.store.images_dir}, labels in {server.store.labels_dir}")
     if not server.loopback_only:
@@ -403,6 +430,8 @@ def serve(data_dir: str | os.PathLike, weights: str | os.PathLike | None = None,
     except KeyboardInterrupt:
         print("\npinpoint annotate: stopped")
     finally:
+        if server.trainer is not None:
+            server.trainer.stop()
         server.server_close()
 
 

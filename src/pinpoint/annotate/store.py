@@ -300,6 +300,33 @@ class AnnotationStore:
             "false_alarms": int((~match.pred_matched).sum()),
         }
 
+    def set_model(self, predictor: Predictor, threshold: float | None) -> None:
+        """Suggest from another model from now on (a finished "train on my labels" run)."""
+        with self._predict_lock, self._lock:
+            self.predictor, self.threshold = predictor, threshold
+            self._predictions.clear()
+
+    def doubt(self, name: str) -> float | None:
+        """How unsure the model is about an image, from its cached predictions: 1 when a point
+        scores right at the threshold, falling to 0 as every point's score moves a threshold's
+        width away from it (or when there is no point); None when not predicted yet."""
+        points = self.cached_predictions(name)
+        if points is None:
+            return None
+        cut = self.threshold if self.threshold else 0.5
+        return float(max((1 - min(abs(s - cut) / cut, 1.0) for s in points.score), default=0.0))
+
+    def disagreement(self, name: str) -> int | None:
+        """Misses plus false alarms of the cached predictions against the labels; None when that
+        cannot be told yet (no labels, or not predicted)."""
+        if self.cached_predictions(name) is None:
+            return None
+        try:
+            review = self.review(name)
+        except RequestError:
+            return None
+        return review["misses"] + review["false_alarms"] if review["labelled"] else None
+
     def disagrees(self, name: str) -> bool | None:
         """True when a labelled image's cached predictions miss a target or add a false alarm;
         None when that cannot be told yet (no labels, or not predicted)."""

@@ -19,6 +19,7 @@
   const NUDGE = 1; // image px an arrow key moves the selected point; with Shift a tenth of it
   const SUGGEST_RING = 10; // CSS px: a suggestion's ring, and how close a click must be to accept it
   const FEW_SUGGESTIONS = 3; // more than this, and "accept all" is no longer the highlighted button
+  const TRAIN_POLL_MS = 1500; // how often a running "train on my labels" is asked how far it is
   const UNDO_TOAST_MS = 8000; // how long "no target" offers its undo in place
   const stored = (key, fallback) => { try { return localStorage.getItem(key) ?? fallback; } catch { return fallback; } };
   const store = (key, value) => { try { localStorage.setItem(key, value); } catch { /* private mode: not remembered */ } };
@@ -56,6 +57,8 @@
     hideMarkers: false, // h: the labels' and suggestions' marks off, to see the target under them
     threshold: 0, // the model's own score cut: where the suggestion slider starts
     minScore: null, // the slider: suggestions scoring below it are not shown
+    sort: "name", // the list's order: name | doubt (model least sure first) | disagreement (most first)
+    canTrain: false,
   };
   const histories = new Map(); // image name -> {undo: [...], redo: [...]} of point lists
   // Every edit of every image is kept here until the server has written it: image name ->
@@ -127,10 +130,62 @@
     state.hasModel = data.has_model;
     state.matchPx = data.match_px;
     state.threshold = data.threshold ?? 0;
+    state.canTrain = Boolean(data.can_train);
+    sortImages();
     if (state.minScore === null) $("min-score").value = String(state.threshold);
     document.body.classList.toggle("has-model", data.has_model);
     $("dataset").textContent = data.dataset;
     renderList();
+  }
+
+  // What most needs a human first: the images the model is least sure about, or those where it
+  // disagrees most with the labels (both from its predictions on every image); ties by name.
+  function sortImages() {
+    const key = { doubt: (e) => e.doubt ?? -1, disagreement: (e) => e.disagreement ?? -1 }[state.sort];
+    const byName = (a, b) => a.name.localeCompare(b.name, undefined, { numeric: true });
+    state.images.sort(key ? (a, b) => key(b) - key(a) || byName(a, b) : byName);
+  }
+
+  // ----- train on my labels -------------------------------------------------------------------
+
+  async function startTraining() {
+    try {
+      renderTraining(await api("POST", "/api/train"));
+      followTraining();
+    } catch (error) {
+      showMessage(error.message, true, 6000);
+    }
+  }
+
+  let trainPoll = null;
+  async function followTraining() {
+    clearTimeout(trainPoll);
+    let status;
+    try {
+      status = await api("GET", "/api/train");
+    } catch (error) {
+      trainPoll = setTimeout(followTraining, TRAIN_POLL_MS); // the server may be restarting
+      return;
+    }
+    renderTraining(status);
+    if (status.state === "running") {
+      trainPoll = setTimeout(followTraining, TRAIN_POLL_MS);
+    } else if (status.state === "done" && status.run !== state.trainedRun) {
+      state.trainedRun = status.run; // new weights: new suggestions, and the list's model columns again
+      showMessage(status.message, false, 6000);
+      await loadList(state.sort !== "name" || state.filter === "disagree");
+      if (state.name) loadSuggestions(state.name, state.loadToken);
+    } else if (status.state === "failed") {
+      showMessage(`training failed: ${status.message}`, true);
+    }
+  }
+
+  function renderTraining(status) {
+    $("train").disabled = status.state === "running";
+    $("train-status").textContent = status.state === "running"
+      ? `training on ${status.images} images: epoch ${status.epoch} / ${status.epochs}`
+      : status.state === "done" ? `trained on ${status.images} images (${status.run})`
+      : status.state === "failed" ? "the last run failed" : "";
   }
 
   // ----- saving and history ---------------------------------------------------------------
@@ -1075,6 +1130,22 @@
     event.target.blur();
     reloadBitmap();
   });
+  $("sort").addEventListener("change", async (event) => {
+    state.sort = event.target.value;
+    event.target.blur();
+    if (state.sort !== "name") {
+      showMessage("running the model on every image…");
+      try {
+        await loadList(true);
+        showMessage("");
+      } catch (error) {
+        showMessage(error.message, true);
+      }
+    }
+    sortImages();
+    renderList();
+  });
+  onClick("train", startTraining);
   $("filter").addEventListener("change", async (event) => {
     state.filter = event.target.value;
     event.target.blur();
@@ -1109,6 +1180,8 @@
       return;
     }
     renderSaveStatus();
+    document.body.classList.toggle("can-train", state.canTrain);
+    if (state.canTrain) followTraining(); // a run started before this page was (re)loaded
     if (!state.images.length) {
       showMessage(`no images in ${state.dataset}/images`, true);
       return;
