@@ -327,19 +327,6 @@ class AnnotationStore:
             return None
         return review["misses"] + review["false_alarms"] if review["labelled"] else None
 
-    def disagrees(self, name: str) -> bool | None:
-        """True when a labelled image's cached predictions miss a target or add a false alarm;
-        None when that cannot be told yet (no labels, or not predicted)."""
-        if self.cached_predictions(name) is None:
-            return None
-        try:
-            review = self.review(name)
-        except RequestError:
-            return None
-        if not review["labelled"]:
-            return None
-        return review["misses"] > 0 or review["false_alarms"] > 0
-
 
 def _present(path: Path) -> bool:
     """Exists, or is a link, even one whose target is missing (it would still lead somewhere)."""

@@ -1130,18 +1130,20 @@
     event.target.blur();
     reloadBitmap();
   });
+  // The disagreement filter and the model's orders need its predictions on every image.
+  async function predictAll() {
+    showMessage("running the model on every image…");
+    try {
+      await loadList(true);
+      showMessage("");
+    } catch (error) {
+      showMessage(error.message, true);
+    }
+  }
   $("sort").addEventListener("change", async (event) => {
     state.sort = event.target.value;
     event.target.blur();
-    if (state.sort !== "name") {
-      showMessage("running the model on every image…");
-      try {
-        await loadList(true);
-        showMessage("");
-      } catch (error) {
-        showMessage(error.message, true);
-      }
-    }
+    if (state.sort !== "name") await predictAll();
     sortImages();
     renderList();
   });
@@ -1149,15 +1151,7 @@
   $("filter").addEventListener("change", async (event) => {
     state.filter = event.target.value;
     event.target.blur();
-    if (state.filter === "disagree") {
-      showMessage("running the model on every image…");
-      try {
-        await loadList(true);
-        showMessage("");
-      } catch (error) {
-        showMessage(error.message, true);
-      }
-    }
+    if (state.filter === "disagree") await predictAll();
     renderList();
   });
   new ResizeObserver(resizeCanvas).observe($("stage"));
