@@ -14,7 +14,7 @@ also by range: close, medium, distant from videos.csv).
 
 Rows:
 - `pretrained`: `pinpoint train --data benchmarks/recipes/pretrained.toml --epochs 20 --epoch-size 3000`,
-  scored on every test split. `--ship` copies its best.pt to src/pinpoint/weights/pretrained.pt.
+  scored on every test split. `--ship` copies its best.pt and best.onnx to src/pinpoint/weights/pretrained.pt and .onnx.
 - `nuaa-sirst-only`, `mdvsfa-only`, `drone-ir-only`: the default recipe on that dataset's training
   split alone. MDvsFA and drone-ir get 7 and 11 epochs: as many crops as the pretrained model sees
   (about 60,000), where the default 100 epochs of 9,000 images would take 13 hours.
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from nuaa_sirst import IGNORED, save_row, write_results
-from pinpoint.checkpoints import PRETRAINED_PATH
+from pinpoint.checkpoints import PRETRAINED_ONNX, PRETRAINED_PATH
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import read_split
 from pinpoint.data.labels import write_labels
@@ -129,7 +129,8 @@ def main() -> int:
         row = run_row(name, ROWS[name], Path(args.work), args.reuse)
         if name == "pretrained" and args.ship:
             shutil.copyfile(Path(args.work) / name / "best.pt", PRETRAINED_PATH)
-            print(f"shipped: {PRETRAINED_PATH} ({PRETRAINED_PATH.stat().st_size / 1e6:.2f} MB)")
+            shutil.copyfile(Path(args.work) / name / "best.onnx", PRETRAINED_ONNX)  # what detect, track and eval run
+            print(f"shipped: {PRETRAINED_PATH} ({PRETRAINED_PATH.stat().st_size / 1e6:.2f} MB) and {PRETRAINED_ONNX.name}")
         rows = save_row(json_path, name, row, render)
         update_model_card(render(rows))
         print(json.dumps({t: row["scores"][t]["all"] for t in row["scores"]}, indent=1), flush=True)

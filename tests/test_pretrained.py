@@ -37,6 +37,24 @@ def test_the_package_ships_a_small_model() -> None:
     assert ckpt["model_name"] == TrainConfig.model  # the default network, so --init pretrained fine-tunes it as is
 
 
+def test_the_shipped_export_is_the_shipped_checkpoint_and_runs_where_it_is_fastest() -> None:
+    from pinpoint.checkpoints import PRETRAINED_ONNX
+    from pinpoint.predict import Detector
+
+    pytest.importorskip("onnxruntime")
+    fast, eager = pinpoint.load(device="cpu"), Detector.load(device="cpu")
+    assert fast.backend.name == "onnxruntime" and eager.model is not None  # load() and detect: the export
+    assert fast.settings == eager.settings
+    # the same network: the same heatmap to float precision, the same points
+    image = sky_with_a_target((96, 128), seed=3)
+    (p_fast, h_fast), (p_eager, h_eager) = fast.predict_with_heatmap(image), eager.predict_with_heatmap(image)
+    assert np.abs(h_fast - h_eager).max() < 1e-4
+    np.testing.assert_allclose(p_fast.xy, p_eager.xy, atol=1e-3)
+    assert PRETRAINED_ONNX.stat().st_size <= 2_000_000
+    # on a GPU, or told to, the checkpoint runs in PyTorch
+    assert Detector.load(device="cpu", fast=False).model is not None
+
+
 def test_no_path_and_the_name_pretrained_mean_the_shipped_model() -> None:
     assert weights_path(None) == weights_path("") == weights_path("pretrained") == PRETRAINED_PATH
     assert weights_path("runs/x/best.pt") == Path("runs/x/best.pt")
@@ -90,9 +108,13 @@ def test_annotate_suggests_with_the_shipped_model_unless_told(flags, weights, mo
 
 
 def test_export_without_weights_writes_the_pretrained_model_here(monkeypatch, tmp_path: Path) -> None:
+    from pinpoint.predict import Detector
+
     monkeypatch.chdir(tmp_path)
+    shipped = PRETRAINED_PATH.with_suffix(".onnx").read_bytes()
     assert main(["export"]) == 0
-    assert (tmp_path / "pretrained.onnx").is_file() and not PRETRAINED_PATH.with_suffix(".onnx").exists()
+    assert (tmp_path / "pretrained.onnx").is_file()
+    assert PRETRAINED_PATH.with_suffix(".onnx").read_bytes() == shipped  # never into the installed package
     image = sky_with_a_target()
-    onnx, torch_points = pinpoint.load("pretrained.onnx").predict(image), pinpoint.load(device="cpu").predict(image)
+    onnx, torch_points = pinpoint.load("pretrained.onnx").predict(image), Detector.load(device="cpu").predict(image)
     assert np.allclose(onnx.xy, torch_points.xy, atol=1e-3) and np.allclose(onnx.score, torch_points.score, atol=1e-3)

@@ -45,6 +45,9 @@ NUMPY_STATE_GLOBALS = [
 # The model shipped inside the package (docs/model-card.md), named config.PRETRAINED wherever a
 # checkpoint is asked for: detect, eval and annotate use it when no --weights is given.
 PRETRAINED_PATH = Path(__file__).parent / "weights" / "pretrained.pt"
+# the same network exported (pinpoint export): what detect, track and eval run on the CPU when
+# onnxruntime is installed, about twice as fast as PyTorch eager there (docs/deployment.md)
+PRETRAINED_ONNX = PRETRAINED_PATH.with_suffix(".onnx")
 
 OUTPUTS = ("heatmap", "point")
 REQUIRED_SETTINGS = ("output", "stride", "img_size", "threshold", "top_k")

@@ -82,7 +82,7 @@ def make_detector(weights: str | None, method: str | None, device: str = "auto",
     """
     if method and not weights:
         return ClassicalDetector(method, max_points)
-    detector = Detector.load(weights, device, threads)
+    detector = Detector.load(weights, device, threads, fast=True)
     for key, value in (("tta", tta), ("snap", snap), ("top_k", max_points)):
         if value is not None:
             detector.settings[key] = value

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pinpoint.backends import Backend, OnnxBackend, TorchBackend
-from pinpoint.checkpoints import load_checkpoint, weights_path
+from pinpoint.checkpoints import PRETRAINED_ONNX, PRETRAINED_PATH, load_checkpoint, weights_path
 from pinpoint.codecs.heatmap import decode
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import COUNT, PRETRAINED, SCORE, check_value
@@ -91,9 +91,14 @@ class Detector:
         self.name = name
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = PRETRAINED, device: str = "auto", threads: int | None = None) -> "Detector":
+    def load(cls, path: str | os.PathLike | None = PRETRAINED, device: str = "auto", threads: int | None = None,
+             fast: bool = False) -> "Detector":
         """Load a checkpoint written by `pinpoint train` (best.pt or last.pt), an .onnx from
         `pinpoint export`, or with no path (or "pretrained") the model shipped with pinpoint.
+
+        `fast` runs the shipped model's ONNX export in onnxruntime where that is installed and the
+        device is the CPU (detect, track, eval and `pinpoint.load()` ask for it; export, bench and
+        train need the PyTorch network itself).
 
         `threads` sets the intra-op CPU threads of the whole process's PyTorch (torch.set_num_threads:
         the network of a checkpoint, and the peak decoding of both kinds) and of the onnxruntime
@@ -103,6 +108,8 @@ class Detector:
         path = weights_path(path)
         if threads:
             torch.set_num_threads(threads)
+        if fast and path == PRETRAINED_PATH and resolve_device(device).type == "cpu" and onnx_runtime_available():
+            path = PRETRAINED_ONNX  # the shipped model's export, where it runs fastest
         if path.suffix.lower() == ".onnx":
             check_regular_file(path, "ONNX model")
 
@@ -248,7 +255,14 @@ def check_overrides(conf: float | None, max_points: int | None) -> None:
         check_value("max_points", max_points, COUNT)
 
 
+def onnx_runtime_available() -> bool:
+    """The shipped model's export is there and onnxruntime can run it."""
+    import importlib.util
+
+    return PRETRAINED_ONNX.is_file() and importlib.util.find_spec("onnxruntime") is not None
+
+
 def load(path: str | os.PathLike | None = PRETRAINED, device: str = "auto", threads: int | None = None) -> Detector:
     """Load a trained detector from a checkpoint or an exported .onnx: `pinpoint.load("runs/x/best.pt").predict(image)`;
     `pinpoint.load()` gives the model shipped with pinpoint (docs/model-card.md)."""
-    return Detector.load(path, device, threads)
+    return Detector.load(path, device, threads, fast=True)
