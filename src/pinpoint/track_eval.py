@@ -157,10 +157,10 @@ def evaluate_tracking(detector, data: str | os.PathLike, split: str | os.PathLik
             for g in group:
                 detection[g].add(alone, truth, sample.boxes)
                 tracking[g].add(points, truth, sample.boxes)
-            reach = within_reach(pairwise_distances(xy, truth.xy), distance, xy, truth.xy, sample.boxes).T
+            gaps = pairwise_distances(xy, truth.xy)
+            reach = within_reach(gaps, distance, xy, truth.xy, sample.boxes).T  # targets x points, as both libraries read them
             track_id = [p.track for p in tracked]
-            accumulator.update(truth_id.tolist(), track_id, np.where(reach, pairwise_distances(truth.xy, xy), np.nan),
-                               frameid=frame)
+            accumulator.update(truth_id.tolist(), track_id, np.where(reach, gaps.T, np.nan), frameid=frame)
             sequence.add(truth_id, track_id, reach)
             seen.update(track_id)
         result = hota.eval_sequence(sequence.data()) if hota is not None else None

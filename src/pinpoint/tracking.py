@@ -88,11 +88,10 @@ class TrackedPoint:
 class _Track:
     number: int
     kf: KalmanFilter
-    evidence: deque  # each recent frame's evidence: min(score / threshold, 1) when seen, 0 when not
     last_frame: int  # the frame of its last detected point
     last_xy: np.ndarray
     score: float
-    missed: int = 0
+    evidence: deque = field(default_factory=deque)  # each recent frame's: min(score / threshold, 1) when seen, 0 when not
     score_sum: float = 0.0  # of its detected points' scores, for their mean
     detected: int = 0
     confirmed: bool = False
@@ -143,7 +142,6 @@ class PointTracker:
         for t, track in enumerate(self.tracks):
             if t not in matched:
                 track.evidence.append(0.0)
-                track.missed += 1
         taken = {d for _, d in pairs}
         self.tracks += [self._start(xy[d], float(score[d])) for d in range(len(xy)) if d not in taken]
         alive = []
@@ -152,7 +150,8 @@ class PointTracker:
                 track.evidence.popleft()
             if not track.confirmed and sum(track.evidence) >= s.confirm_hits - 1e-9:
                 track.confirmed = True
-            ends = track.missed > s.max_missed or (not track.confirmed and len(track.evidence) >= s.confirm_window)
+            missed = self.frame - track.last_frame
+            ends = missed > s.max_missed or (not track.confirmed and len(track.evidence) >= s.confirm_window)
             (self.ended if ends else alive).append(track)
         self.tracks = alive
         return self._finish(self.frame - self.lag) if self.frame >= self.lag else None
@@ -174,9 +173,13 @@ class PointTracker:
         for k in range(1, gap):
             x, y = track.last_xy + (xy - track.last_xy) * (k / gap)
             track.points[track.last_frame + k] = TrackedPoint(track.number, float(x), float(y), track.score, True)
+        self._see(track, xy, score)
+
+    def _see(self, track: _Track, xy: np.ndarray, score: float) -> None:
+        """The track's detected point of this frame: its point, its evidence and its mean score."""
         track.points[self.frame] = TrackedPoint(track.number, float(xy[0]), float(xy[1]), score, False)
         track.evidence.append(self._evidence(score))
-        track.missed, track.score, track.last_xy, track.last_frame = 0, score, xy, self.frame
+        track.score, track.last_xy, track.last_frame = score, xy, self.frame
         track.score_sum, track.detected = track.score_sum + score, track.detected + 1
 
     def _assign(self, tracks: Sequence[int], xy: np.ndarray) -> list[tuple[int, int]]:
@@ -201,8 +204,8 @@ class PointTracker:
         kf.P = np.diag([s.position_noise ** 2] * 2 + [(s.gate_px / 2) ** 2] * 2)
         kf.R = np.eye(2) * s.position_noise ** 2
         kf.Q = Q_discrete_white_noise(dim=2, dt=1.0, var=s.acceleration ** 2, block_size=2, order_by_dim=False)
-        track = _Track(self.next_number, kf, deque([self._evidence(score)]), self.frame, xy, score, score_sum=score, detected=1)
-        track.points[self.frame] = TrackedPoint(track.number, float(xy[0]), float(xy[1]), score, False)
+        track = _Track(self.next_number, kf, self.frame, xy, score)
+        self._see(track, xy, score)
         self.next_number += 1
         return track
 
