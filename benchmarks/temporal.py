@@ -35,12 +35,13 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tracking import DRONE_IR, load_videos, replay, tuning_videos, val_videos  # noqa: E402
+from tracking import DRONE_IR, load_videos, replay, save_candidates, tuning_videos, val_videos  # noqa: E402
 
 from pinpoint.codecs.heatmap import decode, encode  # noqa: E402
 from pinpoint.codecs.snap import blob_radii  # noqa: E402
 from pinpoint.config import TrainConfig  # noqa: E402
 from pinpoint.data import transforms as T  # noqa: E402
+from pinpoint.data.dataset import Sample, TrainingSet  # noqa: E402
 from pinpoint.data.videos import read_video_labels, video_stems  # noqa: E402
 from pinpoint.files import find_by_stem, write_text  # noqa: E402
 from pinpoint.metrics import Evaluator  # noqa: E402
@@ -88,62 +89,40 @@ def stacks(stem: str, offsets: list[int], wanted: set[int] | None = None):
         yield frame.index, np.stack(layers, axis=-1).astype(np.float32)
 
 
-class StackSet(torch.utils.data.Dataset):
-    """Standardised stacks and their points -> (stack (C, 192, 192), heatmap target, weight), with
-    the shipped recipe's crops and augmentation (train.py's TrainingSet, for C channels)."""
+class StackSet(TrainingSet):
+    """TrainingSet (the shipped recipe's crops and augmentation) for standardised (H, W, C) stacks:
+    each sample -> (stack (C, 192, 192), heatmap target, weight)."""
 
-    def __init__(self, images: list[np.ndarray], points: list[np.ndarray], cfg: TrainConfig):
-        self.images, self.points, self.cfg, self.epoch = images, points, cfg, 0
+    def __init__(self, samples: list[Sample], cfg: TrainConfig):
+        super().__init__([], cfg, "heatmap", cfg.seed)
+        self.samples, self.images = samples, [sample.image for sample in samples]
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
+    def _tensors(self, image: np.ndarray, xy: np.ndarray):
         cfg = self.cfg
-        rng = np.random.default_rng((cfg.seed, self.epoch, index))
-        image, xy = self.images[index], self.points[index]
-        size = cfg.crop_size
-        height, width = image.shape[:2]
-        if len(xy) and rng.random() < cfg.crop_on_target:
-            cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
-            left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
-        else:
-            left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
-            top = int(rng.integers(min(0, height - size), max(height - size, 0) + 1))
-        image, xy = T.crop(image, xy, top, left, (size, size), fill=0.0)
-        if rng.random() < 0.5:
-            image, xy = T.hflip(image, xy)
-        if rng.random() < 0.5:
-            image, xy = T.vflip(image, xy)
-        image, xy = T.rot90(image, xy, int(rng.integers(4)))
-        gain, offset = float(np.exp(rng.normal(0, cfg.intensity_jitter))), float(rng.normal(0, cfg.intensity_jitter))
-        image = image * gain + offset
         sigma = np.maximum(cfg.sigma, cfg.blob_sigma * blob_radii(image[..., 0], xy))
         return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
-                torch.from_numpy(encode(xy, (size, size), sigma))[None], torch.tensor(1.0))
+                torch.from_numpy(encode(xy, image.shape[:2], sigma))[None], torch.tensor(1.0))
 
 
-def training_data(offsets: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def training_data(offsets: list[int]) -> list[Sample]:
     """Every 10th labelled frame of the training videos less the tuning ones, as standardised stacks."""
     held = set(tuning_videos())
     stems = [s for s in video_stems(DRONE_IR, DRONE_IR / "splits" / "train.txt") if s not in held]
-    images, points = [], []
+    samples = []
     for stem in stems:
         labels = read_video_labels(DRONE_IR / "labels" / f"{stem}.csv")
         wanted = set(sorted(labels.points)[::10])
         for index, stack in stacks(stem, offsets, wanted):
-            images.append(T.standardize(stack))
-            points.append(labels.points[index])
-    print(f"{len(images)} training frames from {len(stems)} videos", flush=True)
-    return images, points
+            samples.append(Sample(f"{stem}_{index:06d}", T.standardize(stack), labels.points[index], labels.path))
+    print(f"{len(samples)} training frames from {len(stems)} videos", flush=True)
+    return samples
 
 
 def train(offsets: list[int], out: Path, seed: int) -> StackedPinNet:
     cfg = TrainConfig.from_dict({**json.loads(RECIPE.read_text()), "seed": seed})
     seed_everything(cfg.seed)
     start = time.time()
-    images, points = training_data(offsets)
-    dataset = StackSet(images, points, cfg)
+    dataset = StackSet(training_data(offsets), cfg)
     model = StackedPinNet(len(offsets))
     ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema), use_buffers=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -153,7 +132,7 @@ def train(offsets: list[int], out: Path, seed: int) -> StackedPinNet:
     print(f"data ready in {time.time() - start:.0f} s", flush=True)
     for epoch in range(1, cfg.epochs + 1):
         began, total = time.time(), 0.0
-        dataset.epoch = epoch
+        dataset.set_epoch(epoch)
         model.train()
         for stack, target, weight in loader:
             loss = training_loss("heatmap", model(stack), target, weight, cfg.loss, across_processes=False)
@@ -195,9 +174,7 @@ def cache_points(model: StackedPinNet, offsets: list[int], stems: list[str], whe
                 flush()
         if batch:
             flush()
-        np.savez(target.with_suffix(".tmp.npz"), frame=np.concatenate(frame_of), xy=np.concatenate(xy),
-                 score=np.concatenate(score), frames=count, size=np.array(size))
-        target.with_suffix(".tmp.npz").rename(target)
+        save_candidates(target, frame_of, xy, score, count, size)
         frames_done += count
     return frames_done / (time.perf_counter() - start)
 

@@ -71,11 +71,18 @@ def cache_candidates(detector: Detector, stems: list[str], where: Path) -> None:
             score.append(points.score)
             size = sample.image.shape
         n = int(np.concatenate(frames).max(initial=-1)) + 1 if frames else 0
-        np.savez(target.with_suffix(".tmp.npz"), frame=np.concatenate(frames), xy=np.concatenate(xy),
-                 score=np.concatenate(score), frames=len(frames), size=np.array(size))
-        target.with_suffix(".tmp.npz").rename(target)
+        save_candidates(target, frames, xy, score, len(frames), size)
         print(f"[{k + 1}/{len(stems)}] {stem}: {len(frames)} frames, {n} with points, "
               f"{time.perf_counter() - start:.1f} s", flush=True)
+
+
+def save_candidates(target: Path, frame: list[np.ndarray], xy: list[np.ndarray], score: list[np.ndarray],
+                    frames: int, size: tuple[int, int]) -> None:
+    """One video's cached points (per frame: their frame numbers, positions and scores) and its frame
+    count and size, as `load_videos` reads them; written whole or not at all."""
+    np.savez(target.with_suffix(".tmp.npz"), frame=np.concatenate(frame), xy=np.concatenate(xy),
+             score=np.concatenate(score), frames=frames, size=np.array(size))
+    target.with_suffix(".tmp.npz").rename(target)
 
 
 @dataclass

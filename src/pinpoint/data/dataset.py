@@ -237,7 +237,7 @@ class TrainingSet(torch.utils.data.Dataset):
     def _crop(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
         """A crop_size window of the image, centred near a target with probability crop_on_target."""
         size = self.cfg.crop_size
-        height, width = image.shape
+        height, width = image.shape[:2]
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
             left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
