@@ -150,7 +150,7 @@ def train(offsets: list[int], out: Path, seed: int) -> StackedPinNet:
 
 @torch.no_grad()
 def cache_points(model: StackedPinNet, offsets: list[int], stems: list[str], where: Path) -> float:
-    """Each video's points at or above FLOOR, in tracking.py's cache format; returns frames per second."""
+    """Each video's points at or above FLOOR, in benchmarks/tracking.py's cache format; returns frames per second."""
     model.eval()
     where.mkdir(parents=True, exist_ok=True)
     frames_done, start = 0, time.perf_counter()

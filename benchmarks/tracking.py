@@ -14,7 +14,7 @@ videos are the tuning set here, with the shipped model as the detector, as a use
 The detector is run once per video at a low score floor (CANDIDATE_FLOOR) and its points cached;
 each setting of the grid then replays the tracker over them (the tracker sees only the points at
 or above its own candidate cut). Scores are pinpoint's own: per-frame F1 at 5 px or inside the
-box, false alarms per frame, MOTA, IDF1 and HOTA (track_eval.py).
+box, false alarms per frame, MOTA, IDF1 and HOTA (pinpoint/tracking/scoring.py).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def synthetic(detector: Detector) -> None:
     one-frame specks). Three settings: M of N alone at the threshold, the defaults, and evidence
     from faint points without the track-score cut."""
     from pinpoint.data.synth_video import synthesize_videos
-    from pinpoint.track_eval import evaluate_tracking
+    from pinpoint.tracking.scoring import evaluate_tracking
 
     where = WORK / "synthetic"
     if not where.exists():

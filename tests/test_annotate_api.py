@@ -312,8 +312,16 @@ def test_point_count_is_bounded(setup):
     too_many = {"points": [[1, 1]] * (MAX_POINTS + 1)}
     status, payload = client.json("PUT", "/api/labels/b", json_body=too_many)
     assert status == 400 and f"at most {MAX_POINTS}" in payload["error"]
-    assert client.json("PUT", "/api/labels/b", json_body={"points": [[1, 1]] * MAX_POINTS})[0] == 200
+    grid = [[k % 100 * 0.6, k // 100 * 0.45] for k in range(MAX_POINTS)]  # distinct points inside the 64 x 48 image
+    assert client.json("PUT", "/api/labels/b", json_body={"points": grid})[0] == 200
     assert (data / "labels" / "b.txt").read_text().startswith(f"{MAX_POINTS}\n")
+
+
+def test_a_point_given_twice_is_written_once(setup):
+    client, data, _, _ = setup
+    status, payload = client.json("PUT", "/api/labels/b", json_body={"points": [[10, 20], [30, 5], [10, 20]]})
+    assert status == 200 and np.allclose(payload["points"], [[10, 20], [30, 5]], atol=1e-3)
+    assert (data / "labels" / "b.txt").read_text().startswith("2\n")
 
 
 def test_body_size_content_type_and_length_are_checked(setup):

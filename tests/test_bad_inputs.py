@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pinpoint
+from bad_input_table import DOCS_TABLE, add_rows, row, suite_rows, table_rows
 from conftest import random_checkpoint
 from pinpoint.checkpoints import load_checkpoint
 from pinpoint.cli import main
@@ -264,7 +265,7 @@ def test_unmutated_files_parse_back(points) -> None:
 # docs/bad-inputs.md, registered by @row: what a user gave, and what pinpoint does with it.
 # test_the_docs_table_is_the_corpus keeps the two the same.
 
-ROWS: list[tuple[str, str]] = [
+add_rows(__name__, [
     ("A broken image or label file in train, eval or detect: zero bytes, truncated, text named .png, a 40000 x 40000 "
      "header, unreadable, a folder named like an image, NaN or out-of-range coordinates, a wrong count, a label "
      "without its image, an image without its label",
@@ -272,15 +273,7 @@ ROWS: list[tuple[str, str]] = [
      "(train: also RUN/skipped.txt)"),
     ("A label file mutated at random (hypothesis: dropped, doubled, cut or blank lines, stray tokens, wrong counts, "
      "CRLF, byte-order marks)", "Either the labels it holds or one line naming the file (and line)"),
-]
-
-
-def row(given: str, outcome: str) -> Callable:
-    """Register a test as one row of the docs' table of bad inputs."""
-    def register(test: Callable) -> Callable:
-        ROWS.append((given, outcome))
-        return test
-    return register
+])
 
 
 def run(capsys, *args: object) -> tuple[int, str, str]:
@@ -453,9 +446,9 @@ def test_outputs_that_would_overwrite_inputs_are_refused(weights: Path, tmp_path
     images = {p.name: p.read_bytes() for p in (data / "images").iterdir()}
     for source in (data, data / "images"):
         refused(capsys, "detect", "--method", "tophat", "--source", source, "--save-txt", data / "labels",
-                naming=(data / "labels", "--save-txt would overwrite an input"))
+                naming=(data / "labels", "--save-txt would"))
         refused(capsys, "detect", "--method", "tophat", "--source", source, "--save-vis", data / "images",
-                naming=(data / "images", "--save-vis would overwrite an input"))
+                naming=(data / "images", "--save-vis would"))
     assert {p.name: p.read_bytes() for p in (data / "labels").iterdir()} == labels
     assert {p.name: p.read_bytes() for p in (data / "images").iterdir()} == images
     saved = weights.read_bytes()
@@ -836,25 +829,297 @@ def test_a_blank_line_is_blamed_on_its_own_line(tmp_path: Path, capsys) -> None:
     refused(capsys, "eval", "--data", data, "--method", "tophat", naming=(f"{data / 'labels' / 'good2.txt'}:3: blank line",))
 
 
+# --- 6. the newer verbs hold the same line (issue 34) --------------------------------------------------
+
+
+def dot_videos(root: Path, names: tuple[str, ...] = ("a", "b"), suffix: str = ".avi") -> Path:
+    """A video dataset of 64 x 48 videos of 8 frames: a bright dot moving right by 4 px a frame from
+    x 6, y 20, in each video of `names`, and its label CSV (test_videos.dot_video)."""
+    from test_videos import dot_video
+
+    for name in names:
+        dot_video(root, name, frames=8, suffix=suffix)
+    return root
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+TRACK = ("track", "--method", "tophat", "--no-progress")
+
+
+@row("track --save-csv DATA/labels (a video dataset's ground truth), --save-csv DATA/labels/NAME.csv for one of its "
+     "videos, --save-video DATA/videos (the input videos); any output put among a dataset's images, videos or labels",
+     "Refused before any work: one line naming the output and the folder or file it would write over")
+def test_track_never_writes_over_ground_truth_or_videos(tmp_path: Path, capsys) -> None:
+    data = dot_videos(tmp_path / "vset", suffix=".mp4")
+    before = snapshot(data)
+    refused(capsys, *TRACK, "--source", data, "--save-csv", data / "labels", naming=(data / "labels", "--save-csv"))
+    refused(capsys, *TRACK, "--source", data, "--save-mot", data / "labels", naming=(data / "labels", "--save-mot"))
+    refused(capsys, *TRACK, "--source", data / "videos" / "a.mp4", "--save-csv", data / "labels" / "a.csv",
+            naming=(data / "labels" / "a.csv", "--save-csv"))
+    refused(capsys, *TRACK, "--source", data, "--save-video", data / "videos", naming=(data / "videos", "--save-video"))
+    refused(capsys, *TRACK, "--source", data / "videos" / "a.mp4", "--save-video", data / "videos" / "b.mp4",
+            naming=(data / "videos" / "b.mp4", "--save-video"))
+    refused(capsys, "detect", "--method", "tophat", "--source", data / "videos" / "a.mp4", "--save-txt", data / "labels",
+            naming=(data / "labels", "--save-txt"))
+    assert snapshot(data) == before
+    assert run(capsys, *TRACK, "--source", data, "--save-csv", tmp_path / "tracks")[0] == 0  # elsewhere: written
+    assert sorted(p.name for p in (tmp_path / "tracks").iterdir()) == ["a.csv", "b.csv"]
+
+
+def not_a_regular_file(kind: str) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        if kind == "link to /dev/zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "FIFO":
+            os.mkfifo(path)
+        elif kind == "folder":
+            path.mkdir()
+        else:
+            path.symlink_to(path.parent / "gone.png")
+    return make
+
+
+@row("detect --source DIR where DIR (or DIR/images) holds an entry named like an image that is not a regular file: "
+     "a link to /dev/zero, a FIFO, a folder, a broken link",
+     "One line naming it, as eval and train do; with --skip-bad it is left out and listed at the end")
+@pytest.mark.parametrize("kind", ["link to /dev/zero", "FIFO", "folder", "broken link"])
+def test_detect_names_entries_that_are_not_images(kind: str, tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data", n=2)
+    odd = data / "images" / "odd.png"
+    not_a_regular_file(kind)(odd)
+    for source in (data, data / "images"):
+        refused(capsys, "detect", "--method", "tophat", "--source", source, "--no-progress", naming=(odd, "not a regular file"))
+    code, out, err = run(capsys, "detect", "--method", "tophat", "--source", data, "--skip-bad", "--no-progress",
+                         "--save-txt", tmp_path / "pred")
+    assert code == 0 and "skipped 1 bad file(s)" in out and str(odd) in out, (out, err)
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["good0.txt", "good1.txt"]
+
+
+@row("track --source DIR where DIR holds videos and an image (a cover picture); a folder holding a video and a README; "
+     "track on an image dataset folder (DIR/images beside DIR/labels); detect on a folder of videos",
+     "Videos and images together are refused, naming how many of each; other files are ignored; a dataset folder is "
+     "read through its images/ or videos/; detect on a folder of videos says to give one video, or to use track")
+def test_track_reads_what_a_folder_holds(tmp_path: Path, capsys) -> None:
+    mixed = dot_videos(tmp_path / "mixed") / "videos"
+    (mixed / "cover.png").write_bytes(png_bytes())
+    refused(capsys, *TRACK, "--source", mixed, naming=(mixed, "2 video(s)", "1 image(s)"))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (mixed / "a.avi").rename(clips / "a.avi")
+    (clips / "README.md").write_text("clips from the roof camera\n")
+    code, out, err = run(capsys, *TRACK, "--source", clips, "--save-csv", tmp_path / "a.csv")
+    assert code == 0 and "of 1 sequence(s)" in out, err
+    data = good_dataset(tmp_path / "data")
+    code, out, err = run(capsys, *TRACK, "--source", data, "--save-csv", tmp_path / "frames.csv")
+    assert code == 0 and "4 frame(s) of 1 sequence(s)" in out, err
+    refused(capsys, "detect", "--method", "tophat", "--source", clips, naming=(clips, "1 video", "track"))
+
+
+@row("track --save-csv - (standard output, as detect takes it); --save-video -; --save-csv - for several videos",
+     "The CSV goes to standard output and the summary to stderr; an output that standard output cannot take is refused "
+     "with one line")
+def test_track_writes_its_csv_to_standard_output(tmp_path: Path, capsys, monkeypatch) -> None:
+    data = dot_videos(tmp_path / "vset")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *TRACK, "--source", data / "videos" / "a.avi", "--save-csv", "-")
+    assert code == 0 and out.startswith("frame,track,x,y,score\n") and "pinpoint track:" in err, (out, err)
+    assert not (tmp_path / "-").exists()
+    refused(capsys, *TRACK, "--source", data / "videos" / "a.avi", "--save-video", "-", naming=("--save-video -",))
+    refused(capsys, *TRACK, "--source", data, "--save-csv", "-", naming=("--save-csv -", "2 videos"))
+    assert not (tmp_path / "-").exists()
+
+
+@row("Two outputs of one run naming one file: track --save-csv o.txt --save-mot o.txt, detect --save-csv o.x "
+     "--save-json o.x, both on standard output (-), or a file where an output folder puts a per-image file",
+     "Refused before any work: one line naming both options")
+def test_two_outputs_on_one_file_are_refused(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    video = dot_videos(tmp_path / "vset") / "videos" / "a.avi"
+    out = tmp_path / "o.txt"
+    refused(capsys, *TRACK, "--source", video, "--save-csv", out, "--save-mot", out, naming=(out, "--save-csv", "--save-mot"))
+    refused(capsys, "detect", "--method", "tophat", "--source", data, "--save-csv", tmp_path / "o.x", "--save-json",
+            tmp_path / "o.x", naming=(tmp_path / "o.x", "--save-csv", "--save-json"))
+    refused(capsys, "detect", "--method", "tophat", "--source", data, "--save-csv", "-", "--save-json", "-",
+            naming=("--save-csv", "--save-json", "standard output"))
+    refused(capsys, "detect", "--method", "tophat", "--source", data, "--save-txt", tmp_path / "pred", "--save-csv",
+            tmp_path / "pred" / "good1.txt", naming=(tmp_path / "pred" / "good1.txt", "--save-txt", "--save-csv"))
+    assert not out.exists() and not (tmp_path / "o.x").exists() and not (tmp_path / "pred" / "good1.txt").exists()
+
+
+@row("A label file listing one point twice, or a video label CSV with a row repeated (the same frame, centre, box and class)",
+     "One line naming the file, the repeated line and the line it repeats: counted twice it would be a second target")
+def test_a_target_labelled_twice_is_refused(tmp_path: Path, capsys) -> None:
+    data = good_dataset(tmp_path / "data")
+    label = data / "labels" / "good1.txt"
+    label.write_text("3\n0.25 0.5\n0.75 0.5\n0.25 0.5\n")
+    refused(capsys, "eval", "--data", data, "--method", "tophat", naming=(f"{label}:4", "line 2"))
+    refused(capsys, *train_args(data, tmp_path / "run"), naming=(f"{label}:4", "line 2"))
+    videos = dot_videos(tmp_path / "vset")
+    csv_path = videos / "labels" / "b.csv"
+    lines = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join([lines[0]] + [line for line in lines[1:] for _ in range(2)]) + "\n")
+    refused(capsys, "eval", "--data", videos, "--method", "tophat", naming=(f"{csv_path}:3", "row 2"))
+    refused(capsys, "eval", "--data", videos, "--method", "tophat", "--track", naming=(f"{csv_path}:3", "row 2"))
+
+
+@row("videos.csv listing a video twice, or giving a range named all (the name of the whole set)",
+     "One line naming videos.csv and the line")
+def test_a_bad_video_table_is_refused(tmp_path: Path, capsys) -> None:
+    data = dot_videos(tmp_path / "vset")
+    table = data / "videos.csv"
+    table.write_text("name,distance\na,CLOSE\nb,ALL\n")
+    refused(capsys, "eval", "--data", data, "--method", "tophat", "--track", naming=(f"{table}:3", "all"))
+    table.write_text("name,distance\na,CLOSE\nb,DISTANT\na,MEDIUM\n")
+    refused(capsys, "eval", "--data", data, "--method", "tophat", "--track", naming=(f"{table}:4", "line 2"))
+    table.write_text("name,distance\na,CLOSE\nb,DISTANT\n")
+    code, out, err = run(capsys, "eval", "--data", data, "--method", "tophat", "--track", "--json")
+    assert code == 0 and {group: r["videos"] for group, r in json.loads(out).items()} == {"all": 2, "close": 1, "distant": 1}
+
+
+@row("A dataset file naming one folder twice (under two names, or by two paths), so that its images would be in two "
+     "datasets", "Refused: one line naming the dataset file, both datasets and an image they share")
+def test_a_dataset_file_naming_one_folder_twice_is_refused(tmp_path: Path, capsys) -> None:
+    good_dataset(tmp_path / "data")
+    (tmp_path / "alias").symlink_to(tmp_path / "data")
+    sets = tmp_path / "sets.toml"
+    for second in ("data", "alias", "./data/"):
+        sets.write_text(f'[[dataset]]\nname = "one"\npath = "data"\n\n[[dataset]]\nname = "two"\npath = "{second}"\n')
+        refused(capsys, "train", "--data", sets, "--out", tmp_path / "run", "--no-progress",
+                naming=(sets, "'one'", "'two'", "good0"))
+        assert not (tmp_path / "run").exists()
+    (tmp_path / "first.txt").write_text("good0\ngood1\n")
+    (tmp_path / "second.txt").write_text("good2\ngood3\n")  # one folder, two halves: no image twice
+    sets.write_text(f'[[dataset]]\nname = "one"\npath = "data"\nsplit = "{tmp_path / "first.txt"}"\n\n'
+                    f'[[dataset]]\nname = "two"\npath = "data"\nsplit = "{tmp_path / "second.txt"}"\n')
+    assert run(capsys, *train_args(sets, tmp_path / "run"))[0] == 0
+
+
+@row("A video label box larger than its frame (10000 x 10000 in a 64 x 48 video)",
+     "One line naming the file and row: a box wider or taller than the frame is not a target's")
+def test_a_box_larger_than_the_frame_is_refused(tmp_path: Path, capsys) -> None:
+    data = dot_videos(tmp_path / "vset")
+    csv_path = data / "labels" / "a.csv"
+    csv_path.write_text(csv_path.read_text().replace("1,10.000,20.000,5.00,5.00", "1,10.000,20.000,10000,10000"))
+    refused(capsys, "eval", "--data", data, "--method", "tophat", naming=(f"{csv_path}:3", "10000 x 10000", "64 x 48"))
+    refused(capsys, "eval", "--data", data, "--method", "tophat", "--track", naming=(f"{csv_path}:3",))
+
+
+def flat_frame(side: int) -> np.ndarray:
+    """A noise-free flat background of `side` x `side` with 4 small targets at known places."""
+    image = np.full((side, side), 0.2, np.float32)
+    for cx, cy in ((0.25, 0.25), (0.75, 0.3), (0.3, 0.7), (0.7, 0.75)):
+        x, y = cx * side, cy * side
+        rows, cols = np.mgrid[int(y) - 10:int(y) + 11, int(x) - 10:int(x) + 11]
+        image[rows, cols] += 0.3 * np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * 1.5 ** 2)).astype(np.float32)
+    return image
+
+
+@row("A large noise-free image: a flat background of 2048 x 2048 or more with 4 small targets",
+     "The 4 targets, as at 512 px: an image's spread is taken as at least 2% of its range, so a noise-free background "
+     "does not make its targets thousands of spreads tall")
+def test_a_large_noise_free_image_gives_its_targets() -> None:
+    detector = pinpoint.load(device="cpu")
+    for side in (512, 3000):
+        points = detector.predict(flat_frame(side))
+        assert len(points) == 4, (side, points.xy, points.score)
+        truth = np.array([[0.25, 0.25], [0.75, 0.3], [0.3, 0.7], [0.7, 0.75]]) * side
+        assert (np.min(np.hypot(*(points.xy[:, None] - truth[None]).transpose(2, 0, 1)), axis=0) < 1.0).all()
+
+
+@row("Numbers too large to compute with: track --gate 1e308, --confirm 5 1e9, --max-missed 1e9, --track-score 1e308, "
+     "eval --dist 1e308, train --sigma / --blob-sigma / --lr / --lr-gamma 1e308, synth --max-size 100000, bench --seconds "
+     "1e308, TrackerSettings(gate_px=1e308) in Python",
+     "Refused when read: one line naming the option, the value and its limits (a ValueError in Python), so that the "
+     "arithmetic stays finite and memory bounded")
+def test_numbers_too_large_to_compute_with_are_refused(tmp_path: Path, capsys) -> None:
+    from pinpoint.tracking import TrackerSettings
+
+    video = dot_videos(tmp_path / "vset") / "videos" / "a.avi"
+    for args, says in ((["--gate", "1e308"], "--gate 1e308: must be"), (["--confirm", "5", "1e9"], "--confirm"),
+                       (["--max-missed", "1000000000"], "--max-missed 1000000000: must be"),
+                       (["--track-score", "1e308"], "--track-score 1e308: must be")):
+        refused(capsys, *TRACK, "--source", video, *args, naming=(says,))
+    data = good_dataset(tmp_path / "data")
+    refused(capsys, "eval", "--data", data, "--method", "tophat", "--dist", "1e308", naming=("--dist 1e308: must be",))
+    for option in ("--sigma", "--blob-sigma", "--lr", "--lr-gamma"):
+        refused(capsys, *train_args(data, tmp_path / "run", option, "1e308"), naming=(f"{option} 1e308: must be",))
+    assert not (tmp_path / "run").exists()
+    refused(capsys, "synth", tmp_path / "big", "--n", 1, "--max-size", 100000, naming=("--max-size 100000: must be",))
+    refused(capsys, "bench", "--model", "heatmap", "--seconds", "1e308", naming=("--seconds 1e308: must be",))
+    with pytest.raises(ValueError, match="gate"):
+        TrackerSettings(gate_px=1e308)
+
+
+@row("train --epoch-size 100000000 (an epoch's list of samples would not fit in memory)",
+     "Refused when the command line is read: at most 10,000,000 samples an epoch")
+def test_epoch_size_is_bounded(tmp_path: Path, capsys) -> None:
+    refused(capsys, "train", "--data", tmp_path, "--epoch-size", "100000000", naming=("--epoch-size 100000000: must be",))
+
+
+@row("A training refused for bad data, or stopped (Ctrl+C) before its first checkpoint",
+     "Leaves no run folder behind: the folder it made is removed (a folder the user made is left as it was)")
+def test_a_training_that_never_started_leaves_no_run_folder(tmp_path: Path, capsys, monkeypatch) -> None:
+    import pinpoint.train
+
+    data = good_dataset(tmp_path / "data")
+    (data / "labels" / "good1.txt").write_text("1\n0.5 nan\n")
+    refused(capsys, *train_args(data, tmp_path / "run"), naming=(data / "labels" / "good1.txt",))
+    assert not (tmp_path / "run").exists()
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, *[a for a in train_args(data, "x") if a not in ("--out", "x")], naming=("good1.txt",))
+    assert not (tmp_path / "runs").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    refused(capsys, *train_args(data, mine))
+    assert mine.is_dir()  # the user's folder stays
+    (data / "labels" / "good1.txt").write_text("1\n0.5 0.5\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pinpoint.train, "training_loss", interrupted)
+    code, _, err = run(capsys, *train_args(data, tmp_path / "stopped"))
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "stopped").exists()
+
+
+@row("Messages that must point the right way: a label row outside the frame (after a good row of that frame), a video "
+     "label CSV that is missing (in a split file or not), a file given as a split that is not one (/etc/passwd)",
+     "The row itself is named; a missing label CSV is named with the split file and line before any video is read; "
+     "a file none of whose lines names an image is said to be no split file, without quoting it")
+def test_messages_point_the_right_way(tmp_path: Path, capsys, monkeypatch) -> None:
+    import pinpoint.detect
+
+    data = dot_videos(tmp_path / "vset", names=("a", "b", "c"))
+    csv_path = data / "labels" / "b.csv"
+    csv_path.write_text(csv_path.read_text() + "3,500,20,5,5,drone\n")  # frame 3's second row, outside the 64 x 48 frame
+    refused(capsys, "eval", "--data", data, "--method", "tophat", naming=(f"{csv_path}:10: ",))
+    csv_path.unlink()
+    split = tmp_path / "val.txt"
+    split.write_text("a\nb\nc\n")
+    calls = []
+    monkeypatch.setattr(pinpoint.detect, "detect_classical", lambda *a, **k: calls.append(1))
+    for args in (["--split", split], []):
+        for track in (["--track"], []):
+            err = refused(capsys, "eval", "--data", data, "--method", "tophat", *args, *track, naming=(csv_path,))
+            assert (f"{split}:2: " in err) == bool(args), err
+    assert calls == []  # refused before any frame was scored
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    images = good_dataset(tmp_path / "data")
+    for args in (["eval", "--data", images, "--method", "tophat", "--split", passwd],
+                 ["detect", "--method", "tophat", "--source", images, "--split", passwd]):
+        err = refused(capsys, *args, naming=(passwd, "not a split file"))
+        assert "root" not in err.replace(str(tmp_path), "")
+
+
 # --- the docs' table ---------------------------------------------------------------------------------
-
-DOCS_TABLE = Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md"
-
-
-def table_rows(text: str) -> list[tuple[str, str]]:
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| input ")]
-    return [tuple(cell.strip() for cell in line.strip("|").split(" | ")) for line in rows]  # type: ignore[misc]
-
-
-def markdown_table() -> str:
-    lines = ["| input | what pinpoint does |", "|---|---|"]
-    return "\n".join(lines + [f"| {given} | {outcome} |" for given, outcome in ROWS]) + "\n"
 
 
 def test_the_docs_table_is_the_corpus() -> None:
-    """docs/bad-inputs.md lists every case of this suite, and only those; `python tests/test_bad_inputs.py` prints the table."""
-    assert table_rows(DOCS_TABLE.read_text()) == ROWS, "run `python tests/test_bad_inputs.py` and paste its table into " + str(DOCS_TABLE)
-
-
-if __name__ == "__main__":
-    print(markdown_table(), end="")
+    """docs/bad-inputs.md lists every case of the suite, and only those; `python tests/bad_input_table.py` prints the table."""
+    assert table_rows(DOCS_TABLE.read_text()) == suite_rows(), \
+        "run `python tests/bad_input_table.py` and paste its table into " + str(DOCS_TABLE)

@@ -14,11 +14,14 @@ from pinpoint.errors import InputError
 SIZE = (48, 64)  # H, W
 
 
-def dot_video(root: Path, name: str, frames: int = 12, labelled: int | None = None) -> list[tuple[float, float]]:
-    """A video of a bright 3x3 dot moving right, and its label CSV (the first `labelled` frames)."""
+def dot_video(root: Path, name: str, frames: int = 12, labelled: int | None = None,
+              suffix: str = ".avi") -> list[tuple[float, float]]:
+    """A video of a bright 3x3 dot moving right (.avi: MJPG, else mp4v), and its label CSV (the first
+    `labelled` frames)."""
     (root / "videos").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(exist_ok=True)
-    writer = cv2.VideoWriter(str(root / "videos" / f"{name}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (SIZE[1], SIZE[0]))
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if suffix == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(root / "videos" / f"{name}{suffix}"), fourcc, 10.0, (SIZE[1], SIZE[0]))
     centres = []
     for i in range(frames):
         frame = np.full(SIZE, 30, np.uint8)

@@ -92,9 +92,10 @@ def setting(name: str) -> Callable[[str], int | float]:
 
 
 POSITIVE = number(COUNT)
-DISTANCE = number(Rule(float, 0, low_open=True))  # pixels
+DISTANCE = number(Rule(float, 0, 10_000, low_open=True))  # pixels: larger than any frame, and finite to compute with
 SEED = number(Rule(int, 0))
 THREADS = number(Rule(int, 1, 1024))  # past a thousand or so, starting the threads themselves fails
+SIDE = number(Rule(int, 1, 8192))  # synthetic images: 8192 x 8192 float32 is 256 MB, 100000 x 100000 would be 37 GB
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,8 +114,8 @@ def add_synth(verbs) -> None:
                    "in drone-ir's format, splits/) instead of images")
     p.add_argument("--frames", type=number(Rule(int, 2)), default=90, help="frames per video (default 90)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the images and targets")
-    p.add_argument("--min-size", type=POSITIVE, default=160, help="smallest side length in pixels")
-    p.add_argument("--max-size", type=POSITIVE, default=320, help="largest side length in pixels")
+    p.add_argument("--min-size", type=SIDE, default=160, help="smallest side length in pixels")
+    p.add_argument("--max-size", type=SIDE, default=320, help="largest side length in pixels")
     p.add_argument("--splits", type=number(Rule(float, 0)), nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VAL", "TEST"),
                    help="shares of the train/val/test split files")
     p.set_defaults(run=run_synth)
@@ -216,7 +217,7 @@ def add_detect(verbs) -> None:
     p.add_argument("--skip-bad", action="store_true", help="leave out images that cannot be read instead of stopping; listed at the end")
     p.add_argument("--save-csv", help="CSV file of every point: frame, name, x, y (pixels), score; - for standard output, "
                    "where it goes when no --save-* option is given")
-    p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores)")
+    p.add_argument("--save-json", help="JSON file of every frame with its points (pixels and scores); - for standard output")
     p.add_argument("--save-video", help="annotated video (.mp4 or .mkv: mp4v, .avi: MJPG) at the source's frame rate")
     p.add_argument("--batch", type=POSITIVE, help="frames of one size sent through the network together (default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--threads", type=THREADS, help="intra-op CPU threads (default: the library's own, one per core)")
@@ -226,21 +227,21 @@ def add_detect(verbs) -> None:
 
 def add_tracker_options(p: argparse.ArgumentParser) -> None:
     """The tracker's settings (tracking.TrackerSettings), for `track` and `eval --track`."""
-    from pinpoint.tracking import TrackerSettings
+    from pinpoint.tracking.tracker import MAX_DISTANCE_PX, MAX_FRAMES, MAX_TRACK_SCORE, TrackerSettings
 
     d = TrackerSettings()
     g = p.add_argument_group("tracker (defaults chosen on held-out drone-ir training videos)")
-    g.add_argument("--gate", type=DISTANCE, metavar="PX",
+    g.add_argument("--gate", type=number(Rule(float, 0, MAX_DISTANCE_PX, low_open=True)), metavar="PX",
                    help=f"farthest a point may lie from a track's predicted position to continue it (default {d.gate_px:g})")
     g.add_argument("--confirm", type=DISTANCE, nargs=2, metavar=("M", "N"),
                    help=f"a track is confirmed once seen in M of its last N frames (default {d.confirm_hits:g} "
                    f"{d.confirm_window}); a point below the threshold counts its score over the threshold")
-    g.add_argument("--max-missed", type=number(Rule(int, 0)), metavar="K",
+    g.add_argument("--max-missed", type=number(Rule(int, 0, MAX_FRAMES)), metavar="K",
                    help=f"frames a track may go unseen and continue; a gap that closes is bridged (default {d.max_missed})")
     g.add_argument("--candidates", type=number(Rule(float, 0, 1, low_open=True)), metavar="F",
                    help="also follow points down to F x the threshold, so that a target its track "
                    f"has confirmed continues through its faint frames (default {d.candidates:g}; 1: none fainter)")
-    g.add_argument("--track-score", type=number(Rule(float, 0)), metavar="S",
+    g.add_argument("--track-score", type=number(Rule(float, 0, MAX_TRACK_SCORE)), metavar="S",
                    help="a track is reported while the mean score of its points is at least S x the threshold: "
                    f"clutter that lasts but hovers near the threshold is dropped (default {d.track_score:g}; 0: off)")
 
@@ -253,13 +254,13 @@ def tracker_settings(args: argparse.Namespace):
     """The TrackerSettings of the options given, the defaults for the others."""
     import dataclasses
 
-    from pinpoint.tracking import TrackerSettings
+    from pinpoint.tracking.tracker import MAX_FRAMES, TrackerSettings
 
     settings = TrackerSettings()
     if args.confirm is not None:
         hits, window = args.confirm
-        if window != int(window) or not 0 < hits <= window:
-            raise InputError(f"--confirm {hits:g} {window:g}: N is a whole number of frames and 0 < M <= N")
+        if window != int(window) or not 0 < hits <= window <= MAX_FRAMES:
+            raise InputError(f"--confirm {hits:g} {window:g}: N is a whole number of frames and 0 < M <= N <= {MAX_FRAMES}")
         settings = dataclasses.replace(settings, confirm_hits=hits, confirm_window=int(window))
     given = {"gate_px": args.gate, "max_missed": args.max_missed, "candidates": args.candidates,
              "track_score": args.track_score}
@@ -274,8 +275,8 @@ def add_track(verbs) -> None:
     model.add_argument("--weights", help=WEIGHTS_HELP)
     model.add_argument("--method", help="a training-free method: tophat or local-contrast")
     p.add_argument("--save-csv", help="CSV of every tracked point: frame,track,x,y,score (empty score: predicted over a gap); "
-                   "a folder of NAME.csv for several videos")
-    p.add_argument("--save-mot", help="MOTChallenge text file (a folder of NAME.txt for several videos)")
+                   "a folder of NAME.csv for several videos; - for standard output")
+    p.add_argument("--save-mot", help="MOTChallenge text file (a folder of NAME.txt for several videos; - for standard output)")
     p.add_argument("--save-video", help="annotated video with ids and trails (.mp4, .mkv, .avi; a folder of NAME.mp4 for several)")
     p.add_argument("--conf", type=number(SCORE), help="detection threshold in [0, 1] (default: the checkpoint's own)")
     add_tracker_options(p)
@@ -306,7 +307,7 @@ def add_bench(verbs) -> None:
     p.add_argument("--threads", type=THREADS, nargs="+",
                    help="intra-op thread counts, each measured for both backends, e.g. 1 2 (default: torch's, one per core)")
     p.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"], help="backends to time")
-    p.add_argument("--seconds", type=number(Rule(float, 0, low_open=True)), default=3.0,
+    p.add_argument("--seconds", type=number(Rule(float, 0, 3600, low_open=True)), default=3.0,
                    help="timing budget per size, batch and backend (default 3)")
     p.add_argument("--decode", action="store_true", help="time forward + peak decoding instead of the forward alone")
     p.add_argument("--tta", action="store_true",
@@ -381,7 +382,7 @@ def add_decoding_overrides(p: argparse.ArgumentParser) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     from pinpoint.data.synth import synthesize
-    from pinpoint.files import prepare_output_folder
+    from pinpoint.outputs import prepare_output_folder
 
     started = time.time()
     prepare_output_folder(args.out, "OUT")
@@ -449,7 +450,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_track_eval(args: argparse.Namespace) -> int:
     from pinpoint.data.videos import is_video_dataset, video_groups
     from pinpoint.detect import make_detector
-    from pinpoint.track_eval import HOTA_MISSING, evaluate_tracking, hota_metric
+    from pinpoint.tracking.scoring import HOTA_MISSING, evaluate_tracking, hota_metric
 
     if not is_video_dataset(args.data):
         raise InputError(f"--track {args.data}: tracking is scored on a video dataset (DIR/videos beside DIR/labels/NAME.csv)")
@@ -486,7 +487,8 @@ def cap_warning(capped: Sequence[str], max_points: int | None) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from pinpoint.detect import STDOUT, detect_folder, make_detector
+    from pinpoint.detect import detect_folder, make_detector
+    from pinpoint.outputs import STDOUT
 
     detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta, snap=args.snap,
                              max_points=args.max_points)
@@ -497,9 +499,8 @@ def run_detect(args: argparse.Namespace) -> int:
     run = detect_folder(detector, args.source, args.split, save_txt=args.save_txt, save_vis=args.save_vis, conf=args.conf,
                         progress=not args.no_progress, save_csv=save_csv, save_json=args.save_json,
                         save_video=args.save_video, batch=args.batch, skipped=skipped, inputs=[args.weights])
-    report = sys.stderr if save_csv == STDOUT else sys.stdout  # standard output holds the CSV alone
-    print(f"pinpoint detect: {run.points} point(s) in {run.frames} image(s)"
-          + "".join(f"; {what} in {where}" for what, where in outputs if where and where != STDOUT), file=report)
+    report = sys.stderr if STDOUT in (save_csv, args.save_json) else sys.stdout  # standard output holds the table alone
+    print(f"pinpoint detect: {run.points} point(s) in {run.frames} image(s)" + written(outputs), file=report)
     if skipped:
         from pinpoint.data.dataset import format_skipped
 
@@ -508,9 +509,17 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def written(outputs: Sequence[tuple[str, str | None]]) -> str:
+    """"; CSV in points.csv; video in out.mp4" for the outputs asked for (standard output named as such)."""
+    from pinpoint.outputs import STDOUT
+
+    return "".join(f"; {what} {'on standard output' if where == STDOUT else f'in {where}'}" for what, where in outputs if where)
+
+
 def run_track(args: argparse.Namespace) -> int:
     from pinpoint.detect import make_detector
-    from pinpoint.track import track_source
+    from pinpoint.outputs import STDOUT
+    from pinpoint.tracking.runner import track_source
 
     settings = tracker_settings(args)
     detector = make_detector(args.weights, args.method, args.device, args.threads)
@@ -519,8 +528,9 @@ def run_track(args: argparse.Namespace) -> int:
                        save_video=args.save_video, conf=args.conf, progress=not args.no_progress, inputs=[args.weights])
     seconds = time.time() - started
     outputs = [("CSV", args.save_csv), ("MOT", args.save_mot), ("video", args.save_video)]
+    report = sys.stderr if STDOUT in (args.save_csv, args.save_mot) else sys.stdout  # standard output holds the tracks alone
     print(f"pinpoint track: {run.tracks} track(s) in {run.frames} frame(s) of {run.sequences} sequence(s), "
-          f"{run.frames / max(seconds, 1e-9):.0f} frames/s" + "".join(f"; {what} in {where}" for what, where in outputs if where))
+          f"{run.frames / max(seconds, 1e-9):.0f} frames/s" + written(outputs), file=report)
     warn("track", run.notes or [])
     return 0
 
@@ -537,7 +547,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     from pinpoint.bench import benchmark, format_report, parse_size
-    from pinpoint.files import prepare_output_file, write_text
+    from pinpoint.files import write_text
+    from pinpoint.outputs import prepare_output_file
 
     sizes = [parse_size(text) for text in args.size]
     if args.json:

@@ -172,29 +172,33 @@ class TrainConfig:
 SCORE = Rule(float, 0, 1)  # a score threshold: --conf, predict(conf=...)
 COUNT = Rule(int, 1)  # a positive count: --max-points, --batch, ...
 
+# An epoch's sample order is drawn whole (data/mixture.py): 10 million indices take about 80 MB and
+# a second; 100 million would take gigabytes before the first batch
+MAX_EPOCH_SIZE = 10_000_000
+
 RULES: dict[str, Rule] = {
     "val_fraction": Rule(float, 0, 1, high_open=True),
     "every": Rule(int, 1),
-    "epoch_size": Rule(int, 0),
+    "epoch_size": Rule(int, 0, MAX_EPOCH_SIZE),
     "img_size": Rule(int, 0),
     "crop_size": Rule(int, 1),
     "crop_on_target": Rule(float, 0, 1),
-    "intensity_jitter": Rule(float, 0),
-    "sigma": Rule(float, 0, low_open=True),
-    "blob_sigma": Rule(float, 0),
+    "intensity_jitter": Rule(float, 0, 10),
+    "sigma": Rule(float, 0, 100, low_open=True),  # px; a target's gaussian wider than this covers the crop
+    "blob_sigma": Rule(float, 0, 100),
     "epochs": Rule(int, 1),
     "batch": Rule(int, 1),
-    "lr": Rule(float, 0),
+    "lr": Rule(float, 0, 10),  # Adam's step: past a few units the weights leave float range
     "ema": Rule(float, 0, 1, high_open=True),
     "lr_step": Rule(int, 1),
-    "lr_gamma": Rule(float, 0, low_open=True),
+    "lr_gamma": Rule(float, 0, 1, low_open=True),  # a drop: past 1 it would grow the rate at every step
     "seed": Rule(int, 0),
     "workers": Rule(int, 0),
     "threshold": Rule(float, 0, 1),
     "threshold_smoothing": Rule(float, 0, 0.5, high_open=True),
     "top_k": Rule(int, 1),
     "nms_kernel": Rule(int, 1, odd=True),
-    "match_px": Rule(float, 0, low_open=True),
+    "match_px": Rule(float, 0, 10_000, low_open=True),
     "save_every_steps": Rule(int, 0),
 }
 

@@ -24,7 +24,8 @@ import numpy as np
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, image_size, list_images, read_raw
 from pinpoint.data.labels import read_labels, write_labels
 from pinpoint.errors import InputError
-from pinpoint.files import is_hidden, prepare_output_file, prepare_output_folder, read_user_text, write_text
+from pinpoint.files import is_hidden, read_user_text, write_text
+from pinpoint.outputs import prepare_output_file, prepare_output_folder
 
 COCO_PIXEL_OFFSET = 0.5  # COCO puts a pixel's centre half a pixel from its corner; we put it on the integer
 # COCO points up to half a pixel beyond the image's outer edge [0, W] x [0, H] are accepted (our labels

@@ -13,8 +13,8 @@ from pinpoint.errors import InputError
 from pinpoint.evaluate import evaluate_dataset
 from pinpoint.files import numbered_folder
 from pinpoint.metrics import format_table
-from pinpoint.track import track_source
-from pinpoint.track_eval import evaluate_tracking
+from pinpoint.tracking.runner import track_source
+from pinpoint.tracking.scoring import evaluate_tracking
 from pinpoint.train import train
 
 VIDEO_FRAMES = 60  # frames of each of the demo's two videos

@@ -8,28 +8,22 @@ comes back, and the per-point table (CSV / JSON) once at the end.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from pinpoint.classical import CLASSICAL_METHODS, detect_classical
 from pinpoint.data.images import read_image, to_grey
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path, prepare_output_file, prepare_output_folder, write_text
+from pinpoint.outputs import Output, VideoSink, check_outputs, write_csv, write_text_or_stdout
 from pinpoint.points import Points
 from pinpoint.predict import Detector, ImageLike, check_overrides
-from pinpoint.sources import Frame, FrameSource, ImageFiles, open_source, prefetch
-
-VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}  # fourcc per container
+from pinpoint.sources import Frame, open_source, prefetch, protected_folders
 
 
 class ClassicalDetector:
@@ -65,9 +59,6 @@ class ClassicalDetector:
                                    heatmaps: bool = True, max_points: int | None = None) -> list[tuple[Points, None]]:
         """One image at a time: the classical filters have no batch form worth having."""
         return [self.predict_with_heatmap(image, conf, max_points) for image in images]
-
-
-STDOUT = "-"  # --save-csv - : the CSV on standard output
 
 
 def make_detector(weights: str | None, method: str | None, device: str = "auto", threads: int | None = None,
@@ -111,9 +102,9 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
     Per frame: a label file in `save_txt` and a picture in `save_vis` named after the frame,
     and a frame of the annotated video `save_video`. At the end: every point as a row of the
     CSV `save_csv` (frame, name, x, y in pixels, score; "-" writes it to standard output) and
-    every frame in the JSON `save_json`.
-    Every output is checked before the first frame is read (check_outputs); `inputs` names other
-    files the run reads (the checkpoint), which no output may replace.
+    every frame in the JSON `save_json` ("-" for either: standard output).
+    Every output is checked before the first frame is read (outputs.check_outputs); `inputs` names
+    other files the run reads (the checkpoint), which no output may replace.
     With `skipped` a list, images that cannot be read are recorded there and left out instead of stopping the run.
     `batch`: frames per network call; None = 8 on a GPU, 1 on the CPU, where bigger batches measured
     slower here (PyTorch and onnxruntime alike: the working set of one frame already fills the caches).
@@ -122,8 +113,11 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
         device = getattr(detector, "device", None)
         batch = 8 if device is not None and device.type == "cuda" else 1
     frames = open_source(source, split, skipped)
-    check_outputs(frames, [source, split, *inputs], save_txt=save_txt, save_vis=save_vis, save_csv=save_csv,
-                  save_json=save_json, save_video=save_video)
+    check_outputs([Output("--save-txt", save_txt, folder=True, suffix=".txt"),
+                   Output("--save-vis", save_vis, folder=True, suffix=".png"),
+                   Output("--save-csv", save_csv, stdout=True), Output("--save-json", save_json, stdout=True),
+                   Output("--save-video", save_video)],
+                  [source, split, *inputs], protected_folders(frames.files, source))
     drawing = bool(save_vis or save_video)
     rows: list[list] = []
     records: list[dict] = []
@@ -150,40 +144,12 @@ def detect_folder(detector: Detector | ClassicalDetector, source: str | os.PathL
                 total += len(points)
             bar.update(len(group))
     if save_csv:
-        table = io.StringIO()
-        writer = csv.writer(table, lineterminator="\n")  # quotes names holding a comma, a quote or a line break
-        writer.writerow(["frame", "name", "x", "y", "score"])
-        writer.writerows(rows)
-        if str(save_csv) == STDOUT:
-            sys.stdout.write(table.getvalue())
-        else:
-            write_text(save_csv, table.getvalue())
+        write_csv(save_csv, ["frame", "name", "x", "y", "score"], rows)
     if save_json:
         document = {"source": str(source), "kind": frames.kind, "fps": frames.fps, "coordinates": "pixels, x = column, y = row",
                     "frames": records}
-        write_text(save_json, json.dumps(document, indent=1) + "\n")
+        write_text_or_stdout(save_json, json.dumps(document, indent=1) + "\n")
     return DetectionRun(count, total, capped, frames.notes)
-
-
-def check_outputs(frames: FrameSource, inputs: Sequence[str | os.PathLike | None], *,
-                  save_txt: str | os.PathLike | None = None, save_vis: str | os.PathLike | None = None,
-                  save_csv: str | os.PathLike | None = None, save_json: str | os.PathLike | None = None,
-                  save_video: str | os.PathLike | None = None) -> None:
-    """Every output of a detect run checked, and its folders made, before any frame is read.
-
-    Besides a file where a folder is needed and the reverse (files.prepare_output_*), two folders
-    count as inputs: --save-vis in a folder the images are read from (its pictures would take the
-    images' names, or sit beside them as a second image of each name), and --save-txt in the
-    labels/ folder beside the images (the ground truth).
-    """
-    image_folders = {path.parent for path in frames.paths} if isinstance(frames, ImageFiles) else set()
-    label_folders = {folder.parent / "labels" for folder in image_folders if folder.name == "images"}
-    for flag, path in (("--save-csv", save_csv), ("--save-json", save_json), ("--save-video", save_video)):
-        if path and not (flag == "--save-csv" and str(path) == STDOUT):
-            prepare_output_file(path, flag, inputs)
-    for flag, folder, read_there in (("--save-txt", save_txt, label_folders), ("--save-vis", save_vis, image_folders)):
-        if folder:
-            prepare_output_folder(folder, flag, [*inputs, *read_there])
 
 
 def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -206,7 +172,7 @@ def _frame_record(frame: Frame, points: Points) -> dict:
 
 
 def _draw(frame: Frame, points: Points, heatmap: np.ndarray | None, save_vis: str | os.PathLike | None,
-          video: "VideoSink | None") -> None:
+          video: VideoSink | None) -> None:
     from pinpoint.viz import annotate, save_image
 
     picture = annotate(frame.image, points, heatmap)
@@ -214,39 +180,3 @@ def _draw(frame: Frame, points: Points, heatmap: np.ndarray | None, save_vis: st
         save_image(Path(save_vis) / f"{frame.name}.png", picture)
     if video is not None:
         video.write(picture, frame.origin)
-
-
-class VideoSink:
-    """An annotated video written atomically: frames go to a temporary file renamed on success."""
-
-    def __init__(self, path: str | os.PathLike, fps: float):
-        self.path = Path(path)
-        self.fps = fps
-        fourcc = VIDEO_CODECS.get(self.path.suffix.lower())
-        if fourcc is None:
-            raise InputError(f"{self.path}: --save-video needs one of {', '.join(VIDEO_CODECS)}")
-        self.fourcc = fourcc
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
-
-    def __enter__(self) -> "VideoSink":
-        self._atomic = atomic_path(self.path)
-        self.tmp = self._atomic.__enter__()
-        return self
-
-    def write(self, picture: np.ndarray, origin: str) -> None:
-        height, width = picture.shape[:2]
-        if self.writer is None:
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
-            if not self.writer.isOpened():
-                raise InputError(f"{self.path}: OpenCV cannot write {self.fourcc} video here")
-            self.size = (height, width)
-        elif (height, width) != self.size:
-            raise InputError(f"{origin}: frame is {width}x{height} but the video {self.path} is {self.size[1]}x{self.size[0]};"
-                             " --save-video needs frames of one size")
-        self.writer.write(picture)
-
-    def __exit__(self, *exc_info) -> bool:
-        if self.writer is not None:
-            self.writer.release()
-        return bool(self._atomic.__exit__(*exc_info))

@@ -10,7 +10,7 @@ from pinpoint.data.dataset import Sample, dataset_stems, load_sample
 from pinpoint.data.labels import read_labels
 from pinpoint.data.videos import is_video_dataset, video_frames, video_stems
 from pinpoint.errors import InputError
-from pinpoint.files import prepare_output_folder
+from pinpoint.outputs import prepare_output_folder
 from pinpoint.metrics import Evaluator, Scores
 from pinpoint.points import Points
 from pinpoint.report import Report

@@ -29,7 +29,8 @@ from pinpoint.backends import METADATA_KEY, OnnxBackend, onnx_load_errors
 from pinpoint.checkpoints import weights_path
 from pinpoint.config import PRETRAINED
 from pinpoint.errors import InputError, first_line
-from pinpoint.files import prepare_output_file, write_bytes
+from pinpoint.files import write_bytes
+from pinpoint.outputs import prepare_output_file
 from pinpoint.predict import Detector
 
 DEFAULT_OPSET = 17  # Resize, ReduceMax and every op the seed models use are stable at 17

@@ -11,9 +11,8 @@ line naming it.
 
 A run killed mid-write leaves its temporary file behind (`.NAME.<12 hex>.tmp.SUFFIX`). Listings
 of user folders skip hidden files, these among them (is_hidden), and the folders pinpoint writes
-into are swept of the stale ones before a verb starts (prepare_output_folder, prepare_output_file), so they neither
-pile up nor block a later run. Output paths are checked there too, before any work: a regular
-file where a folder is needed, a folder where a file is, or an output that is one of the inputs.
+into are swept of the stale ones before a verb starts (outputs.check_outputs), so they neither
+pile up nor block a later run.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import secrets
 import stat
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from pinpoint.errors import InputError
 
@@ -142,6 +141,22 @@ def list_by_stem(folder: str | os.PathLike, suffixes: tuple[str, ...], what: str
     return sorted(found[0] for found in by_stem.values())
 
 
+def not_regular_files(folder: str | os.PathLike, suffixes: tuple[str, ...]) -> list[Path]:
+    """The visible entries of `folder` named like one of `suffixes` (any case) that are not regular
+    files: a folder, a device, a pipe or a broken link named like an image or a video.
+
+    Listings leave them out. A verb that reads a whole folder names them instead (each reader
+    calls this), since an input left out without a word is a silent wrong answer."""
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.suffix.lower() in suffixes and not is_hidden(p) and not p.is_file()]
+
+
+NOT_REGULAR = "not a regular file (a folder, a device, a pipe or a broken link named like {what})"
+
+
 _listings: dict[tuple[Path, tuple[str, ...]], tuple[int, dict[str, list[Path]]]] = {}
 LISTINGS_KEPT = 8
 
@@ -207,35 +222,6 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than: float = STAL
     return removed
 
 
-def prepare_output_folder(folder: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
-    """Check and create a folder pinpoint is about to write into, before the work starts.
-
-    `what` names it in messages (the option: "--save-txt"). Refused: a path with a regular file at
-    it or above it, and a folder that is one of `inputs` (whose files the outputs would replace).
-    Stale temporary files of killed runs are removed from it.
-    """
-    folder = Path(folder)
-    _refuse_inputs(folder, what, inputs)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: {what} must be a folder, and a file of that name exists")
-    _make_folder(folder, what)
-    remove_stale_temporaries(folder)
-    return folder
-
-
-def prepare_output_file(path: str | os.PathLike, what: str, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
-    """Check a file pinpoint is about to write, before the work starts: not a folder, not one of
-    `inputs`, with a folder above it that exists or can be made (made now). Stale temporary files
-    of killed runs are removed beside it."""
-    path = Path(path)
-    _refuse_inputs(path, what, inputs)
-    if path.is_dir():
-        raise InputError(f"{path}: {what} must be a file, and a folder of that name exists")
-    _make_folder(path.parent, what)
-    remove_stale_temporaries(path.parent)
-    return path
-
-
 def numbered_folder(base: str | os.PathLike) -> Path:
     """The first of BASE, BASE2, BASE3, ... that is free (absent, or an empty folder), made now so
     that two runs started together do not pick the same one."""
@@ -251,32 +237,6 @@ def numbered_folder(base: str | os.PathLike) -> Path:
         except OSError as exc:
             raise InputError(f"{folder}: cannot create the run folder ({exc.strerror or exc})") from None
     raise InputError(f"{base}: no free numbered folder left beside it")
-
-
-def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """True when two paths lead to the same file or folder (links and case-insensitive names included)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _refuse_inputs(path: Path, what: str, inputs: Iterable[str | os.PathLike | None]) -> None:
-    for given in inputs:
-        if given and _same_file(path, given):
-            raise InputError(f"{path}: {what} would overwrite an input ({given}); choose another output path")
-
-
-def _make_folder(folder: Path, what: str) -> None:
-    for above in (folder, *folder.parents):
-        if above.exists() or above.is_symlink():
-            if not above.is_dir():
-                raise InputError(f"{above}: a file where {what} needs a folder")
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{folder}: cannot create the folder for {what} ({exc.strerror or exc})") from None
 
 
 def _create_temporary(path: Path) -> Path:

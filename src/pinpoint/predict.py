@@ -29,7 +29,7 @@ from pinpoint.models.registry import create_model
 from pinpoint.points import Points
 
 if TYPE_CHECKING:
-    from pinpoint.track import TrackedFrame
+    from pinpoint.tracking.runner import TrackedFrame
     from pinpoint.tracking import TrackerSettings
 
 ImageLike = np.ndarray | str | os.PathLike
@@ -130,7 +130,7 @@ class Detector:
               conf: float | None = None) -> Iterator[TrackedFrame]:
         """Detect and track every frame of a video, a folder of frames or a folder of videos
         (each on its own): yields each frame's TrackedFrame, its points with their track ids."""
-        from pinpoint.track import sequences_of, track_frames
+        from pinpoint.tracking.runner import sequences_of, track_frames
 
         for frames in sequences_of(source):
             yield from track_frames(self, frames, settings, conf)

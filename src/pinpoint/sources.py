@@ -20,13 +20,15 @@ from typing import Iterable, Iterator, TypeVar
 import cv2
 import numpy as np
 
-from pinpoint.data.dataset import split_images
+from pinpoint.data.dataset import report_problems, split_images
 from pinpoint.data.images import IMAGE_SUFFIXES, list_images, read_image, to_grey
 from pinpoint.errors import InputError, first_line
-from pinpoint.files import read_user_text
+from pinpoint.files import NOT_REGULAR, is_hidden, not_regular_files, read_user_text
+from pinpoint.outputs import Protected
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
 LIST_SUFFIXES = (".txt",)
+LABEL_SUFFIXES = (".txt", ".csv")  # an image's label file, a video's label CSV
 GLOB_CHARACTERS = "*?["
 DEFAULT_FPS = 25.0  # frame rate given to an annotated video made from still images
 MAX_BAD_RUN = 25  # undecodable video frames in a row taken for damage; one more is the end of the stream
@@ -69,6 +71,11 @@ class FrameSource:
         """The frames in order; with `skipped` a list, unreadable images are recorded there and left out."""
         raise NotImplementedError
 
+    @property
+    def files(self) -> list[Path]:
+        """The files the frames are read from."""
+        raise NotImplementedError
+
 
 class ImageFiles(FrameSource):
     """Image files read one by one, named by their stems."""
@@ -79,6 +86,10 @@ class ImageFiles(FrameSource):
         self.kind = kind
         self.label = label
         self.total = len(paths)
+
+    @property
+    def files(self) -> list[Path]:
+        return self.paths
 
     def frames(self, skipped: list[str] | None = None) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
@@ -116,6 +127,10 @@ class VideoFile(FrameSource):
         # Containers without an index report 0 or a negative count: the progress bar then has no total.
         self.total = count if count > 0 else None
         self.fps = fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.path]
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(self.path))
@@ -200,14 +215,51 @@ def open_source(source: str | os.PathLike, split: str | os.PathLike | None = Non
 
 def image_paths_in_folder(folder: Path, split: str | os.PathLike | None = None,
                           skipped: list[str] | None = None) -> list[Path]:
-    """Images of a folder, or of DIR/images/ for a dataset folder; only the stems of `split` when given."""
+    """Images of a folder, or of DIR/images/ for a dataset folder; only the stems of `split` when given.
+
+    An entry named like an image that is not a regular file is an error naming it (with `skipped`
+    a list, recorded there): the folder is the input, and leaving part of it out without a word
+    would be a silent wrong answer."""
     images = folder / "images" if (folder / "images").is_dir() else folder
     if split is not None:
         return split_images(images, split, skipped)
     paths = list_images(images)
+    report_problems([f"{p}: {NOT_REGULAR.format(what='an image')}" for p in not_regular_files(images, IMAGE_SUFFIXES)],
+                    skipped)
     if not paths:
+        videos = media_in(images)[0]
+        if videos:
+            raise InputError(f"{images}: no images found; it holds {len(videos)} video(s): give one video as --source "
+                             "(detect reads one at a time), or track the folder (pinpoint track --source)")
         raise InputError(f"{images}: no images found")
     return paths
+
+
+def media_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The visible videos and images directly inside `folder` (by suffix, any case); other files
+    (a README, a table of the videos) are neither."""
+    try:
+        entries = sorted(p for p in folder.iterdir() if not is_hidden(p))
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from None
+    return ([p for p in entries if p.suffix.lower() in VIDEO_SUFFIXES],
+            [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES])
+
+
+def protected_folders(files: Iterable[Path], source: str | os.PathLike | None = None) -> list[Protected]:
+    """The folders a run's input files are read from, and the labels/ beside a dataset's images/
+    or videos/ (its ground truth): the places outputs.check_outputs keeps outputs out of. A folder
+    is read as a whole when it is a dataset's or the `source` folder itself (outputs.Protected.listed)."""
+    protected: dict[Path, Protected] = {}
+    whole = Path(source).resolve() if source is not None and Path(source).is_dir() else None
+    for folder in sorted({Path(f).parent for f in files}):
+        dataset = folder.name in ("images", "videos")
+        listed = dataset or folder.resolve() == whole
+        protected[folder] = Protected(folder, IMAGE_SUFFIXES + VIDEO_SUFFIXES, "the images and videos read", listed)
+        if dataset:
+            labels = folder.parent / "labels"
+            protected[labels] = Protected(labels, LABEL_SUFFIXES, "the ground-truth labels")
+    return list(protected.values())
 
 
 def read_list_file(path: Path) -> list[Path]:

@@ -47,7 +47,8 @@ from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_ste
 from pinpoint.data.mixture import DatasetSpec, MixtureSampler, is_dataset_file, read_dataset_file
 from pinpoint.data.videos import is_video_dataset, load_video_frames, video_stems
 from pinpoint.errors import InputError
-from pinpoint.files import numbered_folder, prepare_output_folder, remove_stale_temporaries, write_text
+from pinpoint.files import numbered_folder, remove_stale_temporaries, write_text
+from pinpoint.outputs import prepare_output_folder
 from pinpoint.losses import heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
@@ -68,15 +69,22 @@ def train(cfg: TrainConfig, state: dict[str, Any] | None = None) -> Path:
         # rank 0 alone looks at the run folder (a slower rank could see the files rank 0 has begun to
         # write) and tells the others what it decided, a refusal included, so that none waits forever
         decision = None
+        created: list[Path] = []
         if cluster.is_main:
             try:
-                decision = (run_folder(cfg, resuming=state is not None), None)
+                out, created = run_folder(cfg, resuming=state is not None)
+                decision = (out, None)
             except InputError as exc:
                 decision = (cfg.out, str(exc))
         out, problem = distributed.gather_objects(decision)[0]
         if problem:
             raise InputError(problem)
-        return _train(dataclasses.replace(cfg, out=out), cluster, state)  # the caller's config is left as it was
+        try:
+            return _train(dataclasses.replace(cfg, out=out), cluster, state)  # the caller's config is left as it was
+        except BaseException:
+            if cluster.is_main and state is None:
+                discard_unstarted_run(Path(out), created)
+            raise
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         distributed.stop(cluster)
@@ -244,8 +252,10 @@ RUN_FILES = ("best.pt", "last.pt", "log.csv", "loss.png", "config.json", "skippe
 DEFAULT_RUNS = Path("runs") / "train"  # cfg.out "" means the first free one of runs/train, runs/train2, ...
 
 
-def run_folder(cfg: TrainConfig, resuming: bool) -> str:
-    """The run folder to write, decided before any work; an InputError says why not.
+def run_folder(cfg: TrainConfig, resuming: bool) -> tuple[str, list[Path]]:
+    """The run folder to write, decided before any work, and the folders made for it (deepest
+    first; discard_unstarted_run removes them again if the run stops before its first
+    checkpoint); an InputError says why not.
 
     An --out that already holds a run is refused, so that best.pt and last.pt are never replaced
     without a word: go on with it (--resume), replace it (--overwrite, which first removes the
@@ -254,9 +264,13 @@ def run_folder(cfg: TrainConfig, resuming: bool) -> str:
     """
     if resuming:
         remove_stale_temporaries(cfg.out)  # what the killed run was writing when it stopped
-        return cfg.out
+        return cfg.out, []
     if not cfg.out:
-        return str(numbered_folder(DEFAULT_RUNS))
+        missing = _missing_folders(DEFAULT_RUNS.parent)
+        before = set(DEFAULT_RUNS.parent.iterdir()) if DEFAULT_RUNS.parent.is_dir() else set()
+        out = numbered_folder(DEFAULT_RUNS)
+        return str(out), ([out] if out not in before else []) + missing
+    missing = _missing_folders(Path(cfg.out))
     out = prepare_output_folder(cfg.out, "--out", [cfg.data, cfg.init, cfg.split, cfg.val_split])
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held and not cfg.overwrite:
@@ -264,7 +278,26 @@ def run_folder(cfg: TrainConfig, resuming: bool) -> str:
                          f"replace it with --overwrite, or choose another --out")
     for name in held:
         (out / name).unlink()
-    return cfg.out
+    return cfg.out, missing
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and the folders above it that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not (p.exists() or p.is_symlink())]
+
+
+def discard_unstarted_run(out: Path, created: list[Path]) -> None:
+    """A run stopped (refused data, Ctrl+C, a crash) before its first checkpoint leaves nothing
+    behind: its config.json goes, and so do the folders it made, if nothing else is in them. A
+    run with a last.pt is kept: it can be resumed."""
+    if (out / "last.pt").exists():
+        return
+    (out / "config.json").unlink(missing_ok=True)
+    for folder in created:
+        try:
+            folder.rmdir()  # only when empty: a file put there meanwhile is not ours to delete
+        except OSError:
+            return
 
 
 def check_settings(cfg: TrainConfig, model: torch.nn.Module) -> None:
@@ -435,8 +468,8 @@ def load_dataset(spec: DatasetSpec, cfg: TrainConfig, skipped: list[str] | None)
     images unless given) or video frames (validation carved as whole videos: the frames of one
     video are near-copies, so held-out frames of a trained video would not test anything new)."""
     if is_video_dataset(spec.path):
-        given = video_stems(spec.path, spec.val_split) if spec.val_split else None
-        stems, val = held_out(video_stems(spec.path, spec.split), given, spec.val_split, cfg.val_fraction, cfg.seed)
+        given = video_stems(spec.path, spec.val_split, skipped) if spec.val_split else None
+        stems, val = held_out(video_stems(spec.path, spec.split, skipped), given, spec.val_split, cfg.val_fraction, cfg.seed)
         every = spec.every or cfg.every
         return LoadedDataset(spec, load_video_frames(spec.path, stems, every, skipped),
                              load_video_frames(spec.path, val, every, skipped))

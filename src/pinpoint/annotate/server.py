@@ -19,12 +19,14 @@ y = row, pixel centres at integers, valid range [0, W] x [0, H]):
     GET    /api/predictions/NAME   the model's points with scores: {"points": [[x, y, score], ...]}
     GET    /api/review/NAME        ground truth against predictions, misses and false alarms marked
     POST   /api/train              "train on my labels": fine-tune the model on the labelled images in
-                                   the background (trainer.py); 409 while a run goes, or without a model
+                                   the background (trainer.py); 409 while a run goes, or without a model;
+                                   503 where no run folder can be made
     GET    /api/train              that run's state: idle | running (epoch, epochs) | done | failed
 
 Every error is JSON {"error": "..."} with a 4xx/5xx status. The server binds 127.0.0.1 unless
 told otherwise and then also refuses requests whose Host header is not a loopback name (so a
-web page cannot reach it through DNS rebinding) and cross-site writes.
+web page cannot reach it through DNS rebinding) and cross-site writes. A client that goes away
+(resets or closes its connection mid-request) is dropped without a word: it is not an error.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ import threading
 import traceback
 import webbrowser
 from collections import OrderedDict
+from contextlib import contextmanager
 from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pinpoint.annotate.render import DEFAULT_HIGH, DEFAULT_LOW, render_png
@@ -64,6 +68,20 @@ CONTENT_TYPES = {
     ".ico": "image/x-icon",
 }
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+
+
+class ClientGone(Exception):
+    """The client reset or closed its connection while its request was read or its answer written."""
+
+
+@contextmanager
+def client_io() -> Iterator[None]:
+    """Around reads and writes of the client's socket: a ConnectionError there is the client going
+    away (ClientGone), which is no bug, unlike one raised elsewhere (a model behind a network)."""
+    try:
+        yield
+    except ConnectionError as exc:
+        raise ClientGone(str(exc)) from exc
 
 
 class AnnotationServer(ThreadingHTTPServer):
@@ -107,6 +125,13 @@ class AnnotationServer(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def handle_error(self, request: socket.socket, client_address) -> None:
+        """socketserver prints a traceback for any error of a connection; a client that resets or
+        closes its connection (a browser abandoning a fetch) is no error, so it passes silently."""
+        if isinstance(sys.exc_info()[1], (ClientGone, ConnectionError)):  # the latter from the request line's read
+            return
+        super().handle_error(request, client_address)
 
     @property
     def port(self) -> int:
@@ -170,6 +195,8 @@ class AnnotationHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             self.close_connection = True  # a refused request's body may be unread: start afresh
             self._send_json({"error": exc.message}, exc.status)
+        except ClientGone:  # a browser abandoning a fetch: no one to answer
+            self.close_connection = True
         except Exception as exc:  # a bug, not the user's fault: say so, keep serving
             traceback.print_exc(file=sys.stderr)
             self.close_connection = True
@@ -256,13 +283,16 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             self._discard(length)
             raise RequestError(413, f"body of {length} bytes is over the {MAX_BODY_BYTES} byte limit")
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        body = self.rfile.read(length)
+        with client_io():
+            body = self.rfile.read(length)
         if content_type != "application/json":
             raise RequestError(415, "Content-Type must be application/json")
         try:
             return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise RequestError(400, f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # the parser recurses per level: [[[[...]]]] thousands deep exhausts it
+            raise RequestError(400, 'body is not acceptable JSON: nested too deeply (expected {"points": [[x, y], ...]})') from None
 
     def _discard(self, length: int) -> None:
         """Read and drop a refused body: closing on unread data resets the connection, and the
@@ -270,7 +300,8 @@ class AnnotationHandler(BaseHTTPRequestHandler):
         if length > DRAIN_BYTES:
             return
         while length > 0:
-            chunk = self.rfile.read(min(length, 65536))
+            with client_io():
+                chunk = self.rfile.read(min(length, 65536))
             if not chunk:
                 return
             length -= len(chunk)
@@ -301,9 +332,10 @@ class AnnotationHandler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        with client_io():
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's own refusals (bad request line, unknown method) as JSON too."""

@@ -204,15 +204,21 @@ class AnnotationStore:
 
     def write_points(self, name: str, xy: np.ndarray, if_match: str | None = None) -> None:
         """Replace labels/NAME.txt atomically with `xy` (pixels); an empty array writes `0`. With
-        `if_match`, only if the file is still at that version (else VersionConflict)."""
+        `if_match`, only if the file is still at that version (else VersionConflict).
+
+        Points that the file would store at one place (a Shift+double-click, or two clicks closer
+        than its 6 decimals tell apart) are written once: ground truth holds a target once, and
+        read back twice it would be refused (data/labels.py)."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         path = self.label_path(name)
         height, width = self.image_size(name)
         check_points(xy, (height, width))
+        stored = np.round(xy / np.array([width, height], dtype=np.float64), 6)  # as format_labels writes them
+        stored = stored[np.sort(np.unique(stored, axis=0, return_index=True)[1])] if len(stored) else stored
         with self._write_lock:
             self._check_version(name, if_match)
             try:
-                write_labels(path, xy / np.array([width, height], dtype=np.float64))
+                write_labels(path, stored)
             except (OSError, InputError) as exc:  # a full disk, a folder that cannot be written: the page retries
                 raise RequestError(503, f"{path}: cannot be written ({getattr(exc, 'strerror', None) or exc})") from None
 

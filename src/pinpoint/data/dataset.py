@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -25,8 +26,10 @@ from pinpoint.data import transforms as T
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
 from pinpoint.data.labels import read_labels
 from pinpoint.errors import InputError
-from pinpoint.files import is_hidden, read_user_text
+from pinpoint.files import NOT_REGULAR, is_hidden, not_regular_files, read_user_text
 from pinpoint.points import Points
+
+Found = TypeVar("Found")
 
 
 @dataclass
@@ -72,13 +75,31 @@ def split_entries(path: str | os.PathLike) -> list[tuple[int, str]]:
 def split_images(images: Path, split: str | os.PathLike, skipped: list[str] | None = None) -> list[Path]:
     """The image of each stem a split file lists, found now, so that a stem without an image fails
     before any work, named by the split file and line. With `skipped` a list it is recorded there."""
-    paths = []
-    for number, stem in split_entries(split):
+    return [path for path in split_members(split, lambda stem: find_image(images, stem), skipped, f"an image in {images}")
+            if path is not None]
+
+
+def split_members(split: str | os.PathLike, find: Callable[[str], Found], skipped: list[str] | None,
+                  what: str) -> list[Found | None]:
+    """`find(stem)` for each stem of a split file: its InputError names the split file and line, or
+    with `skipped` a list is recorded there (None in the result).
+
+    A file of several lines none of which names `what` is no split file of this dataset (another
+    dataset's split, or a file given by mistake: /etc/passwd): said so, without quoting its lines."""
+    entries = split_entries(split)
+    found: list[Found | None] = []
+    problems: list[str] = []
+    for number, stem in entries:
         try:
-            paths.append(find_image(images, stem))
+            found.append(find(stem))
         except InputError as exc:
-            report_problems([f"{split}:{number}: {exc}"], skipped)
-    return paths
+            problems.append(f"{split}:{number}: {exc}")
+            found.append(None)
+    if len(entries) > 1 and len(problems) == len(entries):
+        raise InputError(f"{split}: not a split file of this dataset: none of its {len(entries)} lines names {what} "
+                         "(a split file lists one name per line)")
+    report_problems(problems, skipped)
+    return found
 
 
 def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None = None,
@@ -99,9 +120,8 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
             raise InputError(f"{split}: no image of this split was found in {images}")
         return stems
     stems = [p.stem for p in list_images(images)]
-    not_files = [p for p in sorted(images.iterdir())
-                 if p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p) and not p.is_file()]
-    problems = [f"{p}: not a regular file (a folder, a device, a pipe or a broken link named like an image)" for p in not_files]
+    not_files = not_regular_files(images, IMAGE_SUFFIXES)
+    problems = [f"{p}: {NOT_REGULAR.format(what='an image')}" for p in not_files]
     if (data_dir / "labels").is_dir():
         known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"

@@ -4,8 +4,8 @@ A label file holds the number of targets N on line 1, then N lines `x y` with x 
 and y = row / H (pixel-index convention: the centre of pixel (row i, column j) is (x=j, y=i)).
 Predictions add a third column, the score. `0` alone is a valid file: an image with no target.
 Windows line endings, a UTF-8 byte-order mark and trailing blank lines are accepted; anything
-else that is off (a blank line inside, a decimal comma, a score column in ground truth) raises
-InputError naming the file and the line.
+else that is off (a blank line inside, a decimal comma, a score column or one point given twice in
+ground truth) raises InputError naming the file and the line.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def parse_labels(text: str, source: str = "<labels>", truth: bool = False) -> La
     """Parse the text of a label file; `source` names it in error messages.
 
     With `truth` (ground truth: what training and scoring learn from) a point line is exactly
-    `x y`: a score column means a prediction file was put where labels belong.
+    `x y` (a score column means a prediction file was put where labels belong) and no point is
+    given twice (it would count as two targets).
     """
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     while lines and not lines[-1].strip():
@@ -61,6 +62,7 @@ def parse_labels(text: str, source: str = "<labels>", truth: bool = False) -> La
     xy = np.zeros((count, 2), dtype=np.float64)
     scores = np.zeros(count, dtype=np.float64)
     columns = None
+    first_line: dict[tuple[float, float], int] = {}  # ground truth: where each point was first given
     for index, line in enumerate(body):
         lineno = index + 2
         fields = _fields(line, f"{source}:{lineno}")
@@ -84,6 +86,12 @@ def parse_labels(text: str, source: str = "<labels>", truth: bool = False) -> La
         for name, value in zip("xy", values[:2]):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{source}:{lineno}: {name} = {value:g} is outside [0, 1] (coordinates are normalised by the image size)")
+        if truth:
+            key = (values[0], values[1])
+            if key in first_line:
+                raise InputError(f"{source}:{lineno}: the same point as line {first_line[key]}: one target labelled twice "
+                                 "would count as two")
+            first_line[key] = lineno
         xy[index] = values[:2]
         if columns == 3:
             scores[index] = values[2]

@@ -27,7 +27,8 @@ import numpy as np
 from pinpoint.data.synth import (FWHM_PER_SIGMA, MIN_SIGMA, Target, _add_ground, _clouds, _log_uniform, _sensor_noise,
                                  _sky, refuse_foreign_files, render_target)
 from pinpoint.errors import InputError
-from pinpoint.files import atomic_path, prepare_output_folder, write_text
+from pinpoint.files import atomic_path, write_text
+from pinpoint.outputs import prepare_output_folder
 
 VIDEO_PREFIX = "synth_video_"
 FOURCC, SUFFIX = "FFV1", ".mkv"  # lossless: MJPEG or MPEG-4 would smear a 3-sigma target into the noise

@@ -25,21 +25,22 @@ from typing import Iterator
 
 import numpy as np
 
-from pinpoint.data.dataset import Sample, read_split, report_problems
+from pinpoint.data.dataset import Sample, report_problems, split_members
 from pinpoint.errors import InputError
-from pinpoint.files import find_by_stem, list_by_stem, read_user_text
+from pinpoint.files import check_regular_file, find_by_stem, list_by_stem, read_user_text
 
 LABEL_COLUMNS = ("frame", "x", "y", "w", "h", "class")
+ALL_VIDEOS = "all"  # the group of every video in eval --track's scores
 MAX_LABEL_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class VideoLabels:
     """One video's labels: each labelled frame's points (N, 2) in pixels, their boxes' widths and
-    heights (N, 2), and the CSV row each frame starts on."""
+    heights (N, 2), and the CSV row of each point (errors found once the frame is decoded name it)."""
 
     points: dict[int, np.ndarray]
-    rows: dict[int, int]
+    rows: dict[int, list[int]]
     path: Path
     boxes: dict[int, np.ndarray]
 
@@ -52,12 +53,26 @@ def is_video_dataset(folder: str | os.PathLike) -> bool:
 
 def video_groups(folder: str | os.PathLike) -> dict[str, str]:
     """Video name -> its range (close, medium, distant), from the `distance` column of the dataset's
-    videos.csv (drone-ir's); empty without that file."""
+    videos.csv (drone-ir's); empty without that file. A video listed twice, and a range named
+    "all" (the name the scores give every video together), are InputErrors naming the line."""
     table = Path(folder) / "videos.csv"
     if not table.is_file():
         return {}
-    rows = csv.DictReader(io.StringIO(read_user_text(table, "video table")))
-    return {row["name"]: row["distance"].lower() for row in rows if row.get("name") and row.get("distance")}
+    reader = csv.DictReader(io.StringIO(read_user_text(table, "video table")))
+    groups: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for row in reader:
+        name, distance = (row.get("name") or "").strip(), (row.get("distance") or "").strip()
+        if not name or not distance:
+            continue
+        if name in first_line:
+            raise InputError(f"{table}:{reader.line_num}: {name} is listed again (first on line {first_line[name]})")
+        if distance.lower() == ALL_VIDEOS:
+            raise InputError(f"{table}:{reader.line_num}: range {distance!r}: '{ALL_VIDEOS}' is what the scores call every "
+                             "video together; give the video's own range (close, medium, distant)")
+        first_line[name] = reader.line_num
+        groups[name] = distance.lower()
+    return groups
 
 
 def read_video_labels(path: str | os.PathLike) -> VideoLabels:
@@ -70,7 +85,8 @@ def read_video_labels(path: str | os.PathLike) -> VideoLabels:
         raise InputError(f"{path}:1: expected the header {','.join(LABEL_COLUMNS)}, got {','.join(header or [])!r}")
     points: dict[int, list[tuple[float, float]]] = {}
     boxes: dict[int, list[tuple[float, float]]] = {}
-    rows: dict[int, int] = {}
+    rows: dict[int, list[int]] = {}
+    first_row: dict[tuple, int] = {}  # each row's values -> where it was first given
     for number, row in enumerate(reader, start=2):
         if not row or not "".join(row).strip():
             continue
@@ -83,26 +99,48 @@ def read_video_labels(path: str | os.PathLike) -> VideoLabels:
             raise InputError(f"{path}:{number}: frame must be a whole number and x, y, w, h numbers, got {','.join(row)!r}") from None
         if frame < 0 or not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
             raise InputError(f"{path}:{number}: frame must be >= 0, x and y finite, w and h >= 0, got {','.join(row)!r}")
+        key = (frame, x, y, w, h, row[5].strip())
+        if key in first_row:  # two targets may cross at one centre, but not with one box and one class too
+            raise InputError(f"{path}:{number}: the same row as row {first_row[key]} (frame {frame} at x {x:g}, y {y:g}): "
+                             "one target labelled twice would count as two")
+        first_row[key] = number
         points.setdefault(frame, []).append((x, y))
         boxes.setdefault(frame, []).append((w, h))
-        rows.setdefault(frame, number)
+        rows.setdefault(frame, []).append(number)
     return VideoLabels({frame: np.array(xy, dtype=np.float64) for frame, xy in points.items()}, rows, path,
                        {frame: np.array(wh, dtype=np.float64) for frame, wh in boxes.items()})
 
 
-def video_stems(folder: str | os.PathLike, split: str | os.PathLike | None = None) -> list[str]:
-    """The videos of a video dataset: those of the split file, or every video in DIR/videos."""
+def video_stems(folder: str | os.PathLike, split: str | os.PathLike | None = None,
+                skipped: list[str] | None = None) -> list[str]:
+    """The videos of a video dataset: those of the split file, or every video in DIR/videos.
+
+    Each must have its video and its label CSV, checked now, before any video is read: a missing
+    one is an InputError naming the file (and the split file's line), or with `skipped` a list is
+    recorded there and left out."""
     from pinpoint.sources import VIDEO_SUFFIXES
 
     folder = Path(folder)
     if not (folder / "videos").is_dir():
         raise InputError(f"{folder}: no videos/ folder (expected DIR/videos and DIR/labels)")
+
+    def check(stem: str) -> str:
+        find_by_stem(folder / "videos", stem, VIDEO_SUFFIXES, "video")
+        check_regular_file(folder / "labels" / f"{stem}.csv", "label CSV")
+        return stem
+
     if split is not None:
-        return read_split(split)
+        return [stem for stem in split_members(split, check, skipped, f"a video in {folder / 'videos'}") if stem]
     stems = [p.stem for p in list_by_stem(folder / "videos", VIDEO_SUFFIXES, "video")]
     if not stems:
         raise InputError(f"{folder / 'videos'}: no videos found")
-    return stems
+    kept = []
+    for stem in stems:
+        try:
+            kept.append(check(stem))
+        except InputError as exc:
+            report_problems([str(exc)], skipped)
+    return kept
 
 
 def load_video_frames(folder: str | os.PathLike, stems: list[str], every: int = 10,
@@ -147,15 +185,27 @@ def video_frames(folder: str | os.PathLike, stem: str, every: int = 1, all_frame
     for frame in VideoFile(path).frames():
         decoded = frame.index + 1
         if frame.index in wanted or all_frames:
-            height, width = frame.image.shape
             xy = labels.points.get(frame.index, nothing)
-            outside = (xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5)
-            if outside.any():
-                raise InputError(f"{labels.path}:{labels.rows[frame.index]}: a point of frame {frame.index} lies outside "
-                                 f"the {width} x {height} frame")
-            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path, labels.boxes.get(frame.index, nothing))
+            boxes = labels.boxes.get(frame.index, nothing)
+            check_in_frame(labels, frame.index, xy, boxes, frame.image.shape)
+            yield Sample(f"{stem}_{frame.index:06d}", frame.image, xy, path, boxes)
         if frame.index >= last and not all_frames:
             break
     if last >= decoded:
-        raise InputError(f"{labels.path}:{labels.rows[last]}: frame {last} is past the video's end ({decoded} frames decoded "
+        raise InputError(f"{labels.path}:{labels.rows[last][0]}: frame {last} is past the video's end ({decoded} frames decoded "
                          f"from {path})")
+
+
+def check_in_frame(labels: VideoLabels, frame: int, xy: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> None:
+    """A labelled point must lie in its frame and its box fit in it: a box larger than the frame
+    would cover the whole target-free area that false alarms are counted over. The row is named."""
+    height, width = size
+    outside = np.flatnonzero((xy[:, 0] < -0.5) | (xy[:, 0] > width - 0.5) | (xy[:, 1] < -0.5) | (xy[:, 1] > height - 0.5))
+    if len(outside):
+        raise InputError(f"{labels.path}:{labels.rows[frame][outside[0]]}: a point of frame {frame} lies outside the "
+                         f"{width} x {height} frame")
+    too_large = np.flatnonzero((boxes[:, 0] > width) | (boxes[:, 1] > height))
+    if len(too_large):
+        w, h = boxes[too_large[0]]
+        raise InputError(f"{labels.path}:{labels.rows[frame][too_large[0]]}: box {w:g} x {h:g} is larger than the "
+                         f"{width} x {height} frame; a target's box fits in its frame")

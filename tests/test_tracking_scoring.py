@@ -10,7 +10,7 @@ import pytest
 from pinpoint.data.synth_video import synthesize_videos
 from pinpoint.data.videos import read_video_labels
 from pinpoint.points import Points
-from pinpoint.track_eval import evaluate_tracking, truth_ids
+from pinpoint.tracking.scoring import evaluate_tracking, truth_ids
 
 pytest.importorskip("motmetrics")
 

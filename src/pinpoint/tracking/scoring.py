@@ -29,8 +29,8 @@ from scipy.optimize import linear_sum_assignment
 from pinpoint.data.videos import read_video_labels, video_frames, video_stems
 from pinpoint.metrics import Evaluator, Scores, pairwise_distances, within_reach
 from pinpoint.points import Points
-from pinpoint.track import detect_and_track
-from pinpoint.tracking import TrackerSettings
+from pinpoint.tracking.runner import detect_and_track
+from pinpoint.tracking.tracker import TrackerSettings
 
 TRUTH_GATE_PX = 20.0  # a labelled target farther than this from every one of the previous frame is a new target
 

@@ -41,6 +41,14 @@ from scipy.optimize import linear_sum_assignment
 from pinpoint.points import Points
 
 
+# Limits of the settings, so that the arithmetic stays finite and the memory bounded: a gate's
+# square enters the filter's covariance (1e308 px would overflow), and every frame waits `lag`
+# frames, its image held, before it is final (300 frames of 1280x1024 hold 1.5 GB).
+MAX_DISTANCE_PX = 10_000.0  # larger than any frame: a gate past it gates nothing
+MAX_FRAMES = 300  # frames of a confirmation window or of a gap: 10 s at 30 frames/s
+MAX_TRACK_SCORE = 100.0  # x the threshold; scores are at most 1, so anything past 1 / threshold reports nothing
+
+
 @dataclass(frozen=True)
 class TrackerSettings:
     """How points become tracks. Defaults chosen on held-out drone-ir training videos (30 fps,
@@ -56,14 +64,17 @@ class TrackerSettings:
     position_noise: float = 1.0  # px: how far a detected point may lie from the target's true centre
 
     def __post_init__(self) -> None:
-        if not (self.gate_px > 0 and self.acceleration > 0 and self.position_noise > 0):
-            raise ValueError("gate_px, acceleration and position_noise must be > 0")
-        if not 0 < self.confirm_hits <= self.confirm_window or self.max_missed < 0:
-            raise ValueError("need 0 < confirm_hits <= confirm_window and max_missed >= 0")
+        for name in ("gate_px", "acceleration", "position_noise"):
+            if not 0 < getattr(self, name) <= MAX_DISTANCE_PX:  # NaN fails too
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be > 0 and <= {MAX_DISTANCE_PX:g} px")
+        if not (isinstance(self.confirm_window, int) and 0 < self.confirm_hits <= self.confirm_window <= MAX_FRAMES):
+            raise ValueError(f"need 0 < confirm_hits <= confirm_window <= {MAX_FRAMES} (a whole number of frames)")
+        if not (isinstance(self.max_missed, int) and 0 <= self.max_missed <= MAX_FRAMES):
+            raise ValueError(f"max_missed = {self.max_missed!r}: must be a whole number of frames >= 0 and <= {MAX_FRAMES}")
         if not 0 < self.candidates <= 1:
             raise ValueError("candidates is a fraction of the threshold: 0 < candidates <= 1")
-        if not self.track_score >= 0:
-            raise ValueError("track_score is a multiple of the threshold: >= 0")
+        if not 0 <= self.track_score <= MAX_TRACK_SCORE:
+            raise ValueError(f"track_score is a multiple of the threshold: >= 0 and <= {MAX_TRACK_SCORE:g}")
 
     @property
     def lag(self) -> int:

@@ -1,11 +1,14 @@
-"""`pinpoint track`: detection on every frame, then the point tracker (tracking.py), per video.
+"""The per-video runner of `pinpoint track`: detection on every frame, then the point tracker
+(tracker.py), each sequence on its own.
 
-A source is one sequence (a video, a folder of frames, a glob, a list) or several (a folder of
-videos, or a dataset folder with videos/). Outputs, each written atomically:
+A source is one sequence (a video, a folder of frames, a dataset folder with images/, a glob, a
+list) or several (a folder of videos, or a dataset folder with videos/). A folder holding both
+videos and images is refused rather than guessed at; other files in it (a README) are ignored.
+Outputs, each written atomically (outputs.py):
 
 - CSV, header `frame,track,x,y,score`: one row per tracked point; frames from 0, x and y in
   pixels (pixel-index convention). A point carried over a gap on its track's prediction has no
-  detection, hence an empty score.
+  detection, hence an empty score. "-": standard output.
 - MOTChallenge text: `frame,id,bb_left,bb_top,bb_width,bb_height,conf,x,y,z`, frames from 1, a
   MOT_BOX-pixel box centred on the point (a point has no extent), conf the score (-1 when predicted).
 - An annotated video (.mp4, .mkv or .avi): each track's point with its id and a short trail,
@@ -18,8 +21,6 @@ and NAME.mp4 per video.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import os
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -30,15 +31,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from pinpoint.detect import VideoSink
+from pinpoint.data.images import IMAGE_SUFFIXES
 from pinpoint.data.videos import is_video_dataset
 from pinpoint.errors import InputError
-from pinpoint.files import is_hidden, list_by_stem, prepare_output_file, prepare_output_folder, write_text
+from pinpoint.files import NOT_REGULAR, list_by_stem, not_regular_files
+from pinpoint.outputs import STDOUT, Output, VideoSink, check_outputs, write_csv, write_mot
 from pinpoint.points import Points
-from pinpoint.sources import VIDEO_SUFFIXES, FrameSource, VideoFile, open_source, prefetch
-from pinpoint.tracking import PointTracker, TrackedPoint, TrackerSettings
+from pinpoint.sources import (VIDEO_SUFFIXES, FrameSource, VideoFile, media_in, open_source, prefetch,
+                              protected_folders)
+from pinpoint.tracking.tracker import PointTracker, TrackedPoint, TrackerSettings
 
-MOT_BOX = 10.0  # px: side of the box a point is written as in MOTChallenge files
 TRAIL = 15  # frames of each track's past drawn behind it
 PER_VIDEO_SUFFIX = {"--save-csv": ".csv", "--save-mot": ".txt", "--save-video": ".mp4"}  # files in an output folder
 
@@ -67,15 +69,24 @@ class TrackRun:
 
 def sequences_of(source: str | os.PathLike) -> list[FrameSource]:
     """The sequences behind a --source: each video of a folder of videos (or of DIR/videos), else
-    the one sequence open_source makes of it."""
+    the one sequence open_source makes of it (a video, a folder of frames or DIR/images, a glob, a
+    list). A folder holding videos and images both is refused: which of them is the sequence to
+    track cannot be guessed, and tracking the wrong one would be a silent wrong answer."""
     path = Path(source)
     folder = path / "videos" if is_video_dataset(path) else path
-    if folder.is_dir() and not any(p.suffix.lower() not in VIDEO_SUFFIXES for p in folder.iterdir()
-                                   if p.is_file() and not is_hidden(p)):
-        videos = list_by_stem(folder, VIDEO_SUFFIXES, "video")
-        if not videos:
-            raise InputError(f"{folder}: no video or image found")
-        return [VideoFile(video) for video in videos]
+    if folder.is_dir() and not (folder / "images").is_dir():
+        videos, images = media_in(folder)
+        if videos and images:
+            raise InputError(f"{folder}: holds {len(videos)} video(s) and {len(images)} image(s); track takes a folder "
+                             f"of videos or a folder of frames, not both: move one kind out, or give one video, or a "
+                             f"glob such as '{folder / '*.png'}'")
+        if videos:
+            odd = not_regular_files(folder, VIDEO_SUFFIXES)
+            if odd:
+                raise InputError(f"{odd[0]}: {NOT_REGULAR.format(what='a video')}")
+            return [VideoFile(video) for video in list_by_stem(folder, VIDEO_SUFFIXES, "video")]
+        if not images:
+            raise InputError(f"{folder}: no video or image found (looked for {', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)})")
     return [open_source(source)]
 
 
@@ -86,7 +97,7 @@ def sequence_name(frames: FrameSource) -> str:
 def detect_and_track(detector, items: Iterable[tuple[Any, np.ndarray]], settings: TrackerSettings | None = None,
                      conf: float | None = None) -> Iterator[tuple[Any, Points, list[TrackedPoint]]]:
     """Detector, then tracker, over one sequence of (key, image): yields (key, the detector's points
-    at its threshold, the tracked points) for each frame once final (tracking.py's lag).
+    at its threshold, the tracked points) for each frame once final (tracker.py's lag).
 
     The detector is asked for candidates down to `settings.candidates` x the threshold: the
     tracker may confirm a faint target from them, while the detector's own points stay those at
@@ -127,18 +138,24 @@ def track_source(detector, source: str | os.PathLike, settings: TrackerSettings 
                  save_csv: str | os.PathLike | None = None, save_mot: str | os.PathLike | None = None,
                  save_video: str | os.PathLike | None = None, conf: float | None = None, progress: bool = True,
                  inputs: list[str | os.PathLike | None] = ()) -> TrackRun:
-    """Track every sequence of `source` and write the outputs asked for (see the module docstring)."""
+    """Track every sequence of `source` and write the outputs asked for (see the module docstring).
+    Every output is checked before the first frame is read (outputs.check_outputs)."""
     sequences = sequences_of(source)
     several = len(sequences) > 1
-    outputs = {"--save-csv": save_csv, "--save-mot": save_mot, "--save-video": save_video}
-    for flag, path in outputs.items():
-        if path:
-            (prepare_output_folder if several else prepare_output_file)(path, flag, [source, *inputs])
+    asked = {"--save-csv": save_csv, "--save-mot": save_mot, "--save-video": save_video}
+    if several:
+        on_stdout = [flag for flag, path in asked.items() if str(path) == STDOUT]
+        if on_stdout:
+            raise InputError(f"{on_stdout[0]} -: standard output takes the tracks of one sequence, and {source} holds "
+                             f"{len(sequences)} videos; give a folder (one file per video)")
+    check_outputs([Output(flag, path, folder=several, suffix=PER_VIDEO_SUFFIX[flag], stdout=flag != "--save-video")
+                   for flag, path in asked.items()],
+                  [source, *inputs], protected_folders([f for frames in sequences for f in frames.files], source))
     run = TrackRun(notes=[])
     for frames in sequences:
         name = sequence_name(frames)
-        where = {flag: Path(path) / f"{name}{PER_VIDEO_SUFFIX[flag]}" if several else Path(path)
-                 for flag, path in outputs.items() if path}
+        where = {flag: Path(path) / f"{name}{PER_VIDEO_SUFFIX[flag]}" if several else path
+                 for flag, path in asked.items() if path}
         rows, mot = [], []
         trails: dict[int, deque] = defaultdict(lambda: deque(maxlen=TRAIL))
         ids = set()
@@ -148,21 +165,17 @@ def track_source(detector, source: str | os.PathLike, settings: TrackerSettings 
             for tracked in track_frames(detector, frames, settings, conf):
                 for p in tracked.points:
                     ids.add(p.track)
-                    rows.append([tracked.index, p.track, f"{p.x:.4f}", f"{p.y:.4f}", "" if p.predicted else f"{p.score:.6f}"])
-                    mot.append(f"{tracked.index + 1},{p.track},{p.x - MOT_BOX / 2:.3f},{p.y - MOT_BOX / 2:.3f},{MOT_BOX:g},"
-                               f"{MOT_BOX:g},{-1 if p.predicted else round(p.score, 6)},-1,-1,-1\n")
+                    score = None if p.predicted else p.score
+                    rows.append([tracked.index, p.track, f"{p.x:.4f}", f"{p.y:.4f}", "" if score is None else f"{score:.6f}"])
+                    mot.append((tracked.index, p.track, p.x, p.y, score))
                 if sink is not None:
                     sink.write(draw_tracks(tracked.image, tracked.points, trails), frames.label)
                 run.frames += 1
                 bar.update(1)
         if save_csv:
-            table = io.StringIO()
-            writer = csv.writer(table, lineterminator="\n")
-            writer.writerow(["frame", "track", "x", "y", "score"])
-            writer.writerows(rows)
-            write_text(where["--save-csv"], table.getvalue())
+            write_csv(where["--save-csv"], ["frame", "track", "x", "y", "score"], rows)
         if save_mot:
-            write_text(where["--save-mot"], "".join(mot))
+            write_mot(where["--save-mot"], mot)
         run.sequences += 1
         run.tracks += len(ids)
         run.notes += frames.notes
