@@ -35,7 +35,7 @@ from pinpoint.detect import make_detector
 from pinpoint.evaluate import evaluate_dataset
 from pinpoint.files import write_text
 from pinpoint.models.registry import count_parameters, create_model
-from pinpoint.train import train
+from pinpoint.train import add_tta_threshold, train
 from pinpoint.viz import plot_pr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +140,8 @@ def main() -> int:
                     print(f"{name}: run the row {recipe['run']} first", file=sys.stderr)
                     return 2
                 row["train_minutes"] = logged_minutes(run / "log.csv")
+                if recipe.get("decode", {}).get("tta"):
+                    add_tta_threshold(run)  # cut only for runs trained with --tta since issue 39
             elif args.reuse and (run / "best.pt").is_file():
                 row["train_minutes"] = logged_minutes(run / "log.csv")
             else:  # a row run again replaces its own run folder

@@ -115,15 +115,12 @@ def test_checkpoint_carries_thresholds_cut_on_every_training_image(heatmap_run: 
 
     plain = Detector.load(heatmap_run / "best.pt", device="cpu")
     assert not plain.settings["tta"] and plain.threshold == plain.settings["threshold"]
-    averaged = Detector.load(heatmap_run / "best.pt", device="cpu")
-    averaged.settings["tta"] = True  # what detect --tta does
-    assert averaged.threshold == averaged.settings["tta_threshold"]
-    # both are the cuts the training and validation images give
+    assert "tta_threshold" not in plain.settings  # cut only for a run trained with --tta (test_thresholds.py)
+    # the cut the training and validation images give
     images = load_samples(spot_data, spot_data / "train.txt") + load_samples(spot_data, spot_data / "val.txt")
-    for detector in (plain, averaged):
-        found = detector.predict_batch([s.image for s in images], conf=0.01)
-        assert detector.threshold == best_threshold(found, ground_truth(images), 3.0, smooth=0.1).threshold
-        assert 0 < detector.threshold < 1
+    found = plain.predict_batch([s.image for s in images], conf=0.01)
+    assert plain.threshold == best_threshold(found, ground_truth(images), 3.0, smooth=0.1).threshold
+    assert 0 < plain.threshold < 1
 
 
 def test_views_are_the_symmetries_training_augmented_with() -> None:

@@ -433,23 +433,23 @@ def run_eval(args: argparse.Namespace) -> int:
     if given:
         raise InputError(f"{given[0]} is a tracker option: it needs --track")
     capped: list[str] = []
+    notes: list[str] = []
     results = evaluate_dataset(args.data, args.split, pred_dir=args.pred, weights=args.weights, method=args.method,
                                conf=args.conf, distances=args.dist or [3.0], device=args.device, tta=args.tta,
-                               snap=args.snap, report=args.report, max_points=args.max_points, capped=capped)
+                               snap=args.snap, report=args.report, max_points=args.max_points, capped=capped, notes=notes)
     if args.json:
         print(json.dumps({f"{d:g}px": s.to_dict() for d, s in results.items()}, indent=2))
     else:
         print(format_table(results))
         if args.report:
             print(f"report: {args.report}/ (pr.png, pr.csv, per_image.csv, scores.json, mistakes/)")
-    if capped:
-        warn("eval", [cap_warning(capped, args.max_points)])
+    warn("eval", ([] if args.conf is not None else notes) + ([cap_warning(capped, args.max_points)] if capped else []))
     return 0
 
 
 def run_track_eval(args: argparse.Namespace) -> int:
     from pinpoint.data.videos import is_video_dataset, video_groups
-    from pinpoint.detect import make_detector
+    from pinpoint.detect import make_detector, tta_note
     from pinpoint.tracking.scoring import HOTA_MISSING, evaluate_tracking, hota_metric
 
     if not is_video_dataset(args.data):
@@ -460,8 +460,7 @@ def run_track_eval(args: argparse.Namespace) -> int:
     detector = make_detector(args.weights, args.method, args.device, tta=args.tta, snap=args.snap, max_points=args.max_points)
     results = evaluate_tracking(detector, args.data, args.split, distance, tracker_settings(args), conf=args.conf,
                                 groups=video_groups(args.data))
-    if hota_metric() is None:
-        warn("eval", [HOTA_MISSING])
+    warn("eval", ([] if args.conf is not None else tta_note(detector)) + ([HOTA_MISSING] if hota_metric() is None else []))
     if args.json:
         print(json.dumps({group: scores.to_dict() for group, scores in results.items()}, indent=2))
         return 0
@@ -487,7 +486,7 @@ def cap_warning(capped: Sequence[str], max_points: int | None) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from pinpoint.detect import detect_folder, make_detector
+    from pinpoint.detect import detect_folder, make_detector, tta_note
     from pinpoint.outputs import STDOUT
 
     detector = make_detector(args.weights, args.method, args.device, args.threads, tta=args.tta, snap=args.snap,
@@ -505,7 +504,8 @@ def run_detect(args: argparse.Namespace) -> int:
         from pinpoint.data.dataset import format_skipped
 
         print(format_skipped(skipped, "pinpoint detect"), file=report)
-    warn("detect", run.notes + ([cap_warning(run.capped, args.max_points)] if run.capped else []))
+    warn("detect", ([] if args.conf is not None else tta_note(detector)) + run.notes
+         + ([cap_warning(run.capped, args.max_points)] if run.capped else []))
     return 0
 
 

@@ -126,7 +126,7 @@ class TrainConfig:
     threshold_smoothing: float = 0.1
     # make averaging the heatmaps of the image's views that training augmented with (predict.tta_views:
     # with the default flips and quarter turns, all 8) the checkpoint's default in detect and eval: 8x
-    # slower. Every checkpoint carries a threshold for it (train.store_thresholds), so --tta works on any
+    # slower. The threshold for averaged heatmaps is cut only then (train.store_thresholds)
     tta: bool = False
     top_k: int = 100
     # peaks closer than (nms_kernel - 1) / 2 px to a higher one are dropped: an extended target's

@@ -80,6 +80,16 @@ def make_detector(weights: str | None, method: str | None, device: str = "auto",
     return detector
 
 
+def tta_note(detector: Detector | ClassicalDetector) -> list[str]:
+    """The warning for --tta on a model whose run cut no threshold for averaged heatmaps (trained
+    without --tta): its plain threshold is used, and averaging lowers the peaks, so it cuts too high."""
+    settings = getattr(detector, "settings", {})
+    if not (settings.get("tta") and settings.get("output") == "heatmap" and "tta_threshold" not in settings):
+        return []
+    return [f"--tta: this model's run cut no threshold for averaged heatmaps (it was not trained with --tta), so its "
+            f"plain one ({settings['threshold']:.3f}) is used, which cuts them too high; give --conf, or train with --tta"]
+
+
 @dataclass
 class DetectionRun:
     """What detect_folder did: frames and points, the frames whose points reached the cap, and

@@ -22,7 +22,7 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
                      weights: str | None = None, method: str | None = None, conf: float | None = None,
                      distances: Iterable[float] = (3.0,), device: str = "auto", tta: bool | None = None,
                      snap: bool | None = None, report: str | os.PathLike | None = None, max_points: int | None = None,
-                     capped: list[str] | None = None) -> dict[float, Scores]:
+                     capped: list[str] | None = None, notes: list[str] | None = None) -> dict[float, Scores]:
     """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
 
     `data` is a folder of images and labels, or of videos with per-frame label CSVs (every
@@ -36,7 +36,8 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
     RANKING_FLOOR, so that they describe the model rather than one operating point. Each image
     gives at most `max_points` points (None: the checkpoint's cap); with `capped` a list, the
     images whose points above the headline threshold reached that cap are appended to it, since
-    the points past it were never scored.
+    the points past it were never scored. With `notes` a list, what the detector wants said goes there
+    (detect.tta_note).
     With `report`, that folder gets the PR curves, a table per image and pictures of the mistakes
     at the first distance (report.py).
     """
@@ -46,9 +47,11 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
     if report is not None:
         prepare_output_folder(report, "--report", [data, data / "images", data / "labels", pred_dir])
     if pred_dir is None:
-        from pinpoint.detect import make_detector
+        from pinpoint.detect import make_detector, tta_note
 
         detector = make_detector(weights, method, device, tta=tta, snap=snap, max_points=max_points)
+        if notes is not None:
+            notes.extend(tta_note(detector))
         cut = detector.threshold if conf is None else conf
     distances = tuple(distances)
     evaluator = Evaluator(thresholds=distances, score_threshold=cut)

@@ -161,13 +161,21 @@ class Detector:
         each turned back into the image's frame. Each view costs one more network pass."""
         if not self.settings.get("tta") or self.settings["output"] != "heatmap":
             return self.backend(batch)
-        views = self.settings.get("tta_views", MIRRORS)
+        return self.run_views(batch)[1]
+
+    def run_views(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plain heatmap and the heatmap averaged over the `tta_views`, from one pass per view
+        (the plain view is one of them): both thresholds are cut from it at the cost of the average alone."""
+        views = [tuple(view) for view in self.settings.get("tta_views", MIRRORS)]
         total: torch.Tensor | float = 0.0
+        plain = None
         for turns, mirrored in views:
             view = np.rot90(batch[..., ::-1] if mirrored else batch, turns, axes=(2, 3))
             heatmap = torch.rot90(self.backend(np.ascontiguousarray(view)), -turns, dims=(2, 3))
-            total = total + (torch.flip(heatmap, dims=(3,)) if mirrored else heatmap)
-        return total / len(views)
+            heatmap = torch.flip(heatmap, dims=(3,)) if mirrored else heatmap
+            plain = heatmap if (turns, mirrored) == (0, False) else plain
+            total = total + heatmap
+        return (plain if plain is not None else self.backend(batch)), total / len(views)
 
     @property
     def max_points(self) -> int:
@@ -210,6 +218,15 @@ class Detector:
             for i, result in zip(members, decoded):
                 results[i] = result
         return results
+
+    def predict_plain_and_averaged(self, image: ImageLike, conf: float) -> tuple[Points, Points]:
+        """Points of the plain heatmap and of the heatmap averaged over the model's views (`--tta`),
+        both down to `conf`, from one pass per view (run_views): what cutting both thresholds needs."""
+        check_overrides(conf, None)
+        grey = read_image(image) if isinstance(image, (str, os.PathLike)) else to_grey(image)
+        plain, averaged = self.run_views(self.prepare(grey)[None, None])
+        return tuple(self.decode_output(heatmap, grey.shape, conf, False, [grey])[0][0]  # type: ignore[return-value]
+                     for heatmap in (plain, averaged))
 
     def decode_output(self, out: torch.Tensor, image_size: tuple[int, int], threshold: float, heatmaps: bool,
                       greys: Sequence[np.ndarray] | None = None,

@@ -48,10 +48,10 @@ from pinpoint.data.mixture import DatasetSpec, MixtureSampler, is_dataset_file, 
 from pinpoint.data.videos import is_video_dataset, load_video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.files import numbered_folder, remove_stale_temporaries, write_text
-from pinpoint.outputs import prepare_output_folder
 from pinpoint.losses import heatmap_loss_terms, point_loss_terms
 from pinpoint.metrics import best_threshold, evaluate
 from pinpoint.models.registry import count_parameters, create_model
+from pinpoint.outputs import prepare_output_folder
 from pinpoint.points import Points
 from pinpoint.predict import Detector, inference_settings, tta_views
 
@@ -236,12 +236,14 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     if main:
         chosen: dict[str, float] = {}
         cut_on = threshold_samples(datasets, cfg.seed)
+        started = time.time()
         if model.output == "heatmap":
             chosen = store_thresholds(out / "best.pt", cut_on, cfg, device)
         plain = chosen.get("threshold", threshold)
         print(f"pinpoint train: kept epoch {history[-1]['epoch'] if history else 0} (threshold {plain:.3f}"
               + (f", {chosen['tta_threshold']:.3f} with --tta" if "tta_threshold" in chosen else "")
-              + (f"; chosen on {len(cut_on)} images" if chosen else "") + f"); weights in {out / 'best.pt'} and {out / 'last.pt'}")
+              + (f"; chosen on {len(cut_on)} images in {time.time() - started:.0f} s" if chosen else "")
+              + f"); weights in {out / 'best.pt'} and {out / 'last.pt'}")
         if skipped:
             write_text(out / "skipped.txt", "\n".join(skipped) + "\n")
             print(format_skipped(skipped, "pinpoint train"))
@@ -488,17 +490,24 @@ def validation_groups(datasets: list[LoadedDataset]) -> list[tuple[str, slice]]:
     return groups if len(datasets) > 1 else []
 
 
-THRESHOLD_IMAGES = 1000  # per dataset: the thresholds are cut on at most this many of its images
+THRESHOLD_IMAGES = 2000  # the thresholds are cut on at most this many images in all (docs/research-log.md, issue 39)
 
 
 def threshold_samples(datasets: list[LoadedDataset], seed: int) -> list[Sample]:
-    """The images the stored thresholds are cut on: every training and validation image, or a seeded
-    THRESHOLD_IMAGES of a larger dataset's (cutting both thresholds costs 9 network passes an image)."""
+    """The images the stored thresholds are cut on: every training and validation image of the run,
+    or past THRESHOLD_IMAGES, the same seeded share of each dataset's (at least one image of each).
+
+    Why the same share of each: the cut is meant to be the one every image gives, and a sample that
+    keeps the datasets' proportions gives it within its sampling noise. A cap per dataset (at most
+    1,000 of each, until issue 39) weighs a small dataset as much as a large one instead, and moved
+    the cut by 0.06 on a run of four datasets (docs/research-log.md)."""
+    total = sum(len(d.train) + len(d.val) for d in datasets)
     chosen = []
     for d in datasets:
         images = d.train + d.val
-        if len(images) > THRESHOLD_IMAGES:
-            keep = np.sort(np.random.default_rng(seed).choice(len(images), THRESHOLD_IMAGES, replace=False))
+        if total > THRESHOLD_IMAGES and images:
+            count = max(1, round(len(images) * THRESHOLD_IMAGES / total))
+            keep = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
             images = [images[i] for i in keep]
         chosen.extend(images)
     return chosen
@@ -547,11 +556,26 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     return row
 
 
+# The lowest peak score kept as a candidate cut. Points under it are the bulk of an image's peaks
+# (at 0.01, decoding them took 3 times the network's time), and the cut it gives is exact from the
+# floor plus --threshold-smoothing up (0.15 by default; runs' cuts lie at 0.3 to 0.5). A cut below
+# that (a weak model: a short run, a few labels) is made again from points down to LOW_CUT_FLOOR.
+CUT_FLOOR = 0.05
+LOW_CUT_FLOOR = 0.01
+
+
 def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """Choose the score cuts of the checkpoint at `path` on `samples` (best F1, smoothed, with the
-    checkpoint's snap choice) and store them in it: `threshold` for plain heatmaps and
-    `tta_threshold` for heatmaps averaged over the model's views, which detect and eval use with
-    --tta. Returns what was stored (nothing without targets or points to cut).
+    checkpoint's snap choice) and store them in it: `threshold` for plain heatmaps and, for a run
+    trained with --tta, `tta_threshold` for heatmaps averaged over the model's views, which detect
+    and eval use with --tta. Returns what was stored (nothing without targets or points to cut).
+
+    The images are streamed through the network one at a time and only their candidate points
+    (at most the cap of points an image, down to CUT_FLOOR) are kept: memory stays that of one
+    image's pass whatever the number and size of the images, and the time is one pass per image
+    (one per view with --tta, both cuts from the same passes). A progress bar shows it. Until
+    issue 39 each cut ran the images of one size as one batch: 16 minutes and 12.6 GB for 2,831
+    images, where this takes seconds and tens of MB (docs/research-log.md).
 
     Why on every training image, not the validation images alone: a 10% validation split of
     NUAA-SIRST holds about 25 targets, and F1 moves by 0.02 to 0.04 per target, so its best cut is
@@ -562,23 +586,57 @@ def store_thresholds(path: Path, samples: list[Sample], cfg: TrainConfig, device
     higher than on new images.
     Why a threshold of its own for --tta: averaging lowers the peaks the views disagree on, faint
     targets among them, so the plain threshold cuts averaged heatmaps too high. On the demo's data,
-    --tta at the plain threshold (0.48) found 48 of 86 test targets, at its own (0.37) 54: F1 0.711 against 0.761.
+    --tta at the plain threshold (0.48) found 48 of 86 test targets, at its own (0.37) 54: F1 0.711
+    against 0.761. It is cut only for a run trained with --tta: its 8 passes an image would
+    otherwise make this step cost more than the training itself (docs/research-log.md, issue 39).
     """
     detector = Detector.load(path, device=str(device))
+    detector.settings["tta"] = False
     truth = ground_truth(samples)
-    chosen: dict[str, float] = {}
-    for key, averaged in (("threshold", False), ("tta_threshold", True)):
-        detector.settings["tta"] = averaged
-        found = detector.predict_batch([sample.image for sample in samples], conf=0.01)
-        try:
-            chosen[key] = best_threshold(found, truth, cfg.match_px, cfg.threshold_smoothing).threshold
-        except ValueError:  # no targets or no points: the checkpoint keeps what it has
-            pass
+    for floor in (CUT_FLOOR, LOW_CUT_FLOOR):
+        found = candidate_points(detector, samples, floor, cfg.tta, cfg.progress)
+        chosen: dict[str, float] = {}
+        for key, points in found.items():
+            try:
+                chosen[key] = best_threshold(points, truth, cfg.match_px, cfg.threshold_smoothing).threshold
+            except ValueError:  # no targets or no points: the checkpoint keeps what it has
+                pass
+        if all(cut >= floor + cfg.threshold_smoothing for cut in chosen.values()):
+            break
     if chosen:
         ckpt = load_checkpoint(path)
         ckpt["inference"].update(chosen)
         save_checkpoint(ckpt, path)
     return chosen
+
+
+def candidate_points(detector: Detector, samples: list[Sample], floor: float, tta: bool,
+                     progress: bool) -> dict[str, list[Points]]:
+    """Each image's points down to `floor`, of the plain heatmap ("threshold") and with `tta` of the
+    averaged one too ("tta_threshold", from the same passes), streamed one image at a time."""
+    found: dict[str, list[Points]] = {"threshold": []} | ({"tta_threshold": []} if tta else {})
+    for sample in tqdm(samples, desc="thresholds", unit="img", leave=False, disable=not progress):
+        if tta:
+            plain, averaged = detector.predict_plain_and_averaged(sample.image, floor)
+            found["tta_threshold"].append(averaged)
+        else:
+            plain = detector.predict(sample.image, conf=floor)
+        found["threshold"].append(plain)
+    return found
+
+
+def add_tta_threshold(run_dir: str | os.PathLike) -> None:
+    """Cut the threshold for averaged heatmaps (--tta) of a finished run trained without --tta, as
+    training with it would have (on the same images, from the same passes as the plain one), and
+    store it in its best.pt, whose default decoding is left as it was. For the benchmarks that
+    score a plain run with --tta too, and for shipping a model that --tta must work on."""
+    run_dir = Path(run_dir)
+    if "tta_threshold" in load_checkpoint(run_dir / "best.pt")["inference"]:
+        return
+    cfg = dataclasses.replace(TrainConfig.from_dict(read_checkpoint(run_dir / "last.pt")["config"], str(run_dir / "last.pt")),
+                              tta=True, progress=False)
+    samples = threshold_samples([load_dataset(spec, cfg, None) for spec in training_datasets(cfg)], cfg.seed)
+    store_thresholds(run_dir / "best.pt", samples, cfg, torch.device("cpu"))
 
 
 def ground_truth(samples: list[Sample]) -> list[Points]:
