@@ -443,7 +443,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(format_table(results))
         if args.report:
             print(f"report: {args.report}/ (pr.png, pr.csv, per_image.csv, scores.json, mistakes/)")
-    warn("eval", ([] if args.conf is not None else notes) + ([cap_warning(capped, args.max_points)] if capped else []))
+    warn("eval", notes + ([cap_warning(capped, args.max_points)] if capped else []))
     return 0
 
 
@@ -460,7 +460,7 @@ def run_track_eval(args: argparse.Namespace) -> int:
     detector = make_detector(args.weights, args.method, args.device, tta=args.tta, snap=args.snap, max_points=args.max_points)
     results = evaluate_tracking(detector, args.data, args.split, distance, tracker_settings(args), conf=args.conf,
                                 groups=video_groups(args.data))
-    warn("eval", ([] if args.conf is not None else tta_note(detector)) + ([HOTA_MISSING] if hota_metric() is None else []))
+    warn("eval", tta_note(detector, args.conf) + ([HOTA_MISSING] if hota_metric() is None else []))
     if args.json:
         print(json.dumps({group: scores.to_dict() for group, scores in results.items()}, indent=2))
         return 0
@@ -504,7 +504,7 @@ def run_detect(args: argparse.Namespace) -> int:
         from pinpoint.data.dataset import format_skipped
 
         print(format_skipped(skipped, "pinpoint detect"), file=report)
-    warn("detect", ([] if args.conf is not None else tta_note(detector)) + run.notes
+    warn("detect", tta_note(detector, args.conf) + run.notes
          + ([cap_warning(run.capped, args.max_points)] if run.capped else []))
     return 0
 

@@ -80,11 +80,13 @@ def make_detector(weights: str | None, method: str | None, device: str = "auto",
     return detector
 
 
-def tta_note(detector: Detector | ClassicalDetector) -> list[str]:
+def tta_note(detector: Detector | ClassicalDetector, conf: float | None = None) -> list[str]:
     """The warning for --tta on a model whose run cut no threshold for averaged heatmaps (trained
-    without --tta): its plain threshold is used, and averaging lowers the peaks, so it cuts too high."""
+    without --tta): its plain threshold is used, and averaging lowers the peaks, so it cuts too high.
+    Nothing to say when the threshold is given (`conf`)."""
     settings = getattr(detector, "settings", {})
-    if not (settings.get("tta") and settings.get("output") == "heatmap" and "tta_threshold" not in settings):
+    if conf is not None or not (settings.get("tta") and settings.get("output") == "heatmap"
+                                and "tta_threshold" not in settings):
         return []
     return [f"--tta: this model's run cut no threshold for averaged heatmaps (it was not trained with --tta), so its "
             f"plain one ({settings['threshold']:.3f}) is used, which cuts them too high; give --conf, or train with --tta"]

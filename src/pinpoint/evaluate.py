@@ -51,7 +51,7 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
 
         detector = make_detector(weights, method, device, tta=tta, snap=snap, max_points=max_points)
         if notes is not None:
-            notes.extend(tta_note(detector))
+            notes.extend(tta_note(detector, conf))
         cut = detector.threshold if conf is None else conf
     distances = tuple(distances)
     evaluator = Evaluator(thresholds=distances, score_threshold=cut)

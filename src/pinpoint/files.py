@@ -154,7 +154,7 @@ def not_regular_files(folder: str | os.PathLike, suffixes: tuple[str, ...]) -> l
     return [p for p in entries if p.suffix.lower() in suffixes and not is_hidden(p) and not p.is_file()]
 
 
-NOT_REGULAR = "not a regular file (a folder, a device, a pipe or a broken link named like {what})"
+NOT_REGULAR = "not a regular file (a folder, a device, a pipe or a broken link named as {what} files are)"
 
 
 _listings: dict[tuple[Path, tuple[str, ...]], tuple[int, dict[str, list[Path]]]] = {}

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from pinpoint.data.dataset import report_problems, split_images
-from pinpoint.data.images import IMAGE_SUFFIXES, list_images, read_image, to_grey
+from pinpoint.data.images import IMAGE_SUFFIXES, read_image, to_grey
 from pinpoint.errors import InputError, first_line
-from pinpoint.files import NOT_REGULAR, is_hidden, not_regular_files, read_user_text
+from pinpoint.files import NOT_REGULAR, is_hidden, list_by_stem, not_regular_files, read_user_text
 from pinpoint.outputs import Protected
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
@@ -215,23 +215,27 @@ def open_source(source: str | os.PathLike, split: str | os.PathLike | None = Non
 
 def image_paths_in_folder(folder: Path, split: str | os.PathLike | None = None,
                           skipped: list[str] | None = None) -> list[Path]:
-    """Images of a folder, or of DIR/images/ for a dataset folder; only the stems of `split` when given.
-
-    An entry named like an image that is not a regular file is an error naming it (with `skipped`
-    a list, recorded there): the folder is the input, and leaving part of it out without a word
-    would be a silent wrong answer."""
+    """Images of a folder, or of DIR/images/ for a dataset folder, read whole (whole_folder); only the
+    stems of `split` when given."""
     images = folder / "images" if (folder / "images").is_dir() else folder
     if split is not None:
         return split_images(images, split, skipped)
-    paths = list_images(images)
-    report_problems([f"{p}: {NOT_REGULAR.format(what='an image')}" for p in not_regular_files(images, IMAGE_SUFFIXES)],
-                    skipped)
+    paths = whole_folder(images, IMAGE_SUFFIXES, "image", skipped)
     if not paths:
         videos = media_in(images)[0]
         if videos:
             raise InputError(f"{images}: no images found; it holds {len(videos)} video(s): give one video as --source "
                              "(detect reads one at a time), or track the folder (pinpoint track --source)")
         raise InputError(f"{images}: no images found")
+    return paths
+
+
+def whole_folder(folder: Path, suffixes: tuple[str, ...], what: str, skipped: list[str] | None = None) -> list[Path]:
+    """Every `what` of a folder read as a whole (files.list_by_stem), and an entry named like one that
+    is not a regular file named as an error (with `skipped` a list, recorded there): leaving part of
+    the input out without a word would be a silent wrong answer."""
+    paths = list_by_stem(folder, suffixes, what)
+    report_problems([f"{p}: {NOT_REGULAR.format(what=what)}" for p in not_regular_files(folder, suffixes)], skipped)
     return paths
 
 

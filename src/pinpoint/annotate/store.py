@@ -214,7 +214,7 @@ class AnnotationStore:
         height, width = self.image_size(name)
         check_points(xy, (height, width))
         stored = np.round(xy / np.array([width, height], dtype=np.float64), 6)  # as format_labels writes them
-        stored = stored[np.sort(np.unique(stored, axis=0, return_index=True)[1])] if len(stored) else stored
+        stored = stored[np.sort(np.unique(stored, axis=0, return_index=True)[1])]  # the first of each, in order
         with self._write_lock:
             self._check_version(name, if_match)
             try:

@@ -121,7 +121,7 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
         return stems
     stems = [p.stem for p in list_images(images)]
     not_files = not_regular_files(images, IMAGE_SUFFIXES)
-    problems = [f"{p}: {NOT_REGULAR.format(what='an image')}" for p in not_files]
+    problems = [f"{p}: {NOT_REGULAR.format(what='image')}" for p in not_files]
     if (data_dir / "labels").is_dir():
         known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
         problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"

@@ -101,9 +101,10 @@ def standardize(image: np.ndarray) -> np.ndarray:
     image grows, so a target ends up thousands of spreads tall, far past anything in training (a
     flat 3000 x 3000 frame with 4 targets gave 11 points, rings around each). With the floor a
     target stands at most 50 spreads above the mean, and the shipped model finds the 4 targets of
-    such frames from 512 x 512 to 8192 x 8192. Real frames are not touched by it or barely: their spread is 1.1% of their range at the least
-    (NUAA-SIRST), 2.4% MDvsFA, 7% HIT-UAV, 11% drone-ir; on NUAA-SIRST's 50/50 test split it
-    changes the points of 8 of 214 images and F1 not at all (0.9344; docs/research-log.md).
+    such frames from 512 x 512 to 8192 x 8192. Real frames are barely touched: their spread is at
+    least 1.1% of their range (NUAA-SIRST), 2.4% MDvsFA, 7% HIT-UAV, 11% drone-ir; on NUAA-SIRST's
+    50/50 test split it changes the points of 8 of 214 images and F1 not at all (0.9344;
+    docs/research-log.md).
     A constant image is left at zero. Statistics in float64.
     """
     values = image.astype(np.float64)

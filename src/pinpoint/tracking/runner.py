@@ -34,11 +34,10 @@ from tqdm import tqdm
 from pinpoint.data.images import IMAGE_SUFFIXES
 from pinpoint.data.videos import is_video_dataset
 from pinpoint.errors import InputError
-from pinpoint.files import NOT_REGULAR, list_by_stem, not_regular_files
 from pinpoint.outputs import STDOUT, Output, VideoSink, check_outputs, write_csv, write_mot
 from pinpoint.points import Points
 from pinpoint.sources import (VIDEO_SUFFIXES, FrameSource, VideoFile, media_in, open_source, prefetch,
-                              protected_folders)
+                              protected_folders, whole_folder)
 from pinpoint.tracking.tracker import PointTracker, TrackedPoint, TrackerSettings
 
 TRAIL = 15  # frames of each track's past drawn behind it
@@ -81,10 +80,7 @@ def sequences_of(source: str | os.PathLike) -> list[FrameSource]:
                              f"of videos or a folder of frames, not both: move one kind out, or give one video, or a "
                              f"glob such as '{folder / '*.png'}'")
         if videos:
-            odd = not_regular_files(folder, VIDEO_SUFFIXES)
-            if odd:
-                raise InputError(f"{odd[0]}: {NOT_REGULAR.format(what='a video')}")
-            return [VideoFile(video) for video in list_by_stem(folder, VIDEO_SUFFIXES, "video")]
+            return [VideoFile(video) for video in whole_folder(folder, VIDEO_SUFFIXES, "video")]
         if not images:
             raise InputError(f"{folder}: no video or image found (looked for {', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)})")
     return [open_source(source)]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pinpoint.data.videos import read_video_labels, video_frames, video_stems
+from pinpoint.data.videos import ALL_VIDEOS, read_video_labels, video_frames, video_stems
 from pinpoint.metrics import Evaluator, Scores, pairwise_distances, within_reach
 from pinpoint.points import Points
 from pinpoint.tracking.runner import detect_and_track
@@ -128,14 +128,14 @@ def evaluate_tracking(detector, data: str | os.PathLike, split: str | os.PathLik
                       groups: dict[str, str] | None = None) -> dict[str, TrackingScores]:
     """Run detector and tracker over every frame of every video of a video dataset and score both.
 
-    Returns "all" and, with `groups` (video name -> group, e.g. its range), each group apart.
+    Returns ALL_VIDEOS ("all") and, with `groups` (video name -> group, e.g. its range), each group apart.
     """
     import motmetrics as mm  # imported here: it brings pandas, which nothing else needs
 
     hota = hota_metric()
     data = Path(data)
     cut = detector.threshold if conf is None else conf
-    names = ["all", *sorted(set((groups or {}).values()))]
+    names = [ALL_VIDEOS, *sorted(set((groups or {}).values()))]
     detection = {g: Evaluator((distance,), cut) for g in names}
     tracking = {g: Evaluator((distance,)) for g in names}  # every point the tracker reports counts, faint ones too
     accumulators: dict[str, list] = {g: [] for g in names}
@@ -143,7 +143,7 @@ def evaluate_tracking(detector, data: str | os.PathLike, split: str | os.PathLik
     videos = {g: 0 for g in names}
     tracks = {g: 0 for g in names}
     for stem in video_stems(data, split):
-        group = ["all"] + ([groups[stem]] if groups and stem in groups else [])
+        group = [ALL_VIDEOS] + ([groups[stem]] if groups and stem in groups else [])
         ids = truth_ids(read_video_labels(data / "labels" / f"{stem}.csv").points)
         accumulator = mm.MOTAccumulator(auto_id=False)
         sequence = _HotaSequence()
