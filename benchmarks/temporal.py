@@ -97,11 +97,11 @@ class StackSet(TrainingSet):
         super().__init__([], cfg, "heatmap", cfg.seed)
         self.samples, self.images = samples, [sample.image for sample in samples]
 
-    def _tensors(self, image: np.ndarray, xy: np.ndarray):
+    def _tensors(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None = None):
         cfg = self.cfg
         sigma = np.maximum(cfg.sigma, cfg.blob_sigma * blob_radii(image[..., 0], xy))
         return (torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)),
-                torch.from_numpy(encode(xy, image.shape[:2], sigma))[None], torch.tensor(1.0))
+                torch.from_numpy(encode(xy, image.shape[:2], sigma))[None], torch.ones((1,) + image.shape[:2]))
 
 
 def training_data(offsets: list[int]) -> list[Sample]:

@@ -1007,6 +1007,50 @@ def test_a_box_larger_than_the_frame_is_refused(tmp_path: Path, capsys) -> None:
     refused(capsys, "eval", "--data", data, "--method", "tophat", "--track", naming=(f"{csv_path}:3",))
 
 
+@row("A boxes dataset (images/ beside boxes/NAME.csv: x,y,w,h,class, as HIT-UAV): a malformed row, a box centred "
+     "outside its image, a class the dataset file's class choice leaves out, a class the dataset file names that no "
+     "boxes file holds (a typo)", "One line naming the boxes CSV and its row; for the misnamed class, the dataset file and "
+     "the line naming it, with the classes there are")
+def test_bad_boxes_datasets(tmp_path: Path, capsys) -> None:
+    from test_clutter import HEADER, box_dataset
+
+    data = box_dataset(tmp_path / "hit", n=4)
+    boxes = data / "boxes" / "f1.csv"
+    good = boxes.read_text()
+    sets = tmp_path / "sets.toml"
+    sets.write_text(f'[[dataset]]\npath = "{data}"\ntargets = ["Person"]\nignore = ["DontCare"]\nbackground = ["Car"]\n')
+    for rows, says in (("20,16,6,8,Person\n45,x,16,10,Car\n", "x, y, w and h must be numbers"),
+                       ("20,16,6,8,Person\n45,60,16,10,Car\n", "lies outside the 64 x 48 image"),
+                       ("20,16,6,8,Person\n45,30,16,10,Truck\n", "class 'Truck' is in none of the recipe's classes")):
+        boxes.write_text(HEADER + rows)
+        for args in (["eval", "--data", data, "--method", "tophat"], train_args(sets, tmp_path / "run")):
+            if "Truck" in rows and args[0] == "eval":
+                continue  # eval ignores every class: any name is fine there
+            refused(capsys, *args, naming=(f"{boxes}:3: ", says))
+    boxes.write_text(good)
+    sets.write_text(sets.read_text().replace('"Person"', '"Persn"'))
+    refused(capsys, *train_args(sets, tmp_path / "run"), naming=(f"{sets}:3: ", "'Persn'", "Car, Person"))
+    assert not (tmp_path / "run").exists()
+
+
+@row("A dataset of images alone (no labels/ or boxes/ folder), or one whose every label is 0",
+     "Valid: backgrounds, each point on them a false alarm (eval), crops without targets (train). A run whose datasets "
+     "hold no target at all is refused in one line, unless synthetic targets are asked for (--synth-targets)")
+def test_backgrounds_only_datasets(tmp_path: Path, capsys) -> None:
+    street = tmp_path / "street" / "images"
+    street.mkdir(parents=True)
+    for i in range(3):
+        image = np.full((40, 48), 50, np.uint8)
+        image[10 + 5 * i, 20] = 250  # a lamp: what a detector must not report
+        cv2.imwrite(str(street / f"s{i}.png"), image)
+    code, out, _ = run(capsys, "eval", "--data", street.parent, "--method", "tophat", "--json")
+    scores = json.loads(out)["3px"]
+    assert code == 0 and scores["targets"] == 0 and scores["false_positives"] >= 3 and scores["FA_per_MP"] > 0
+    refused(capsys, *train_args(street.parent, tmp_path / "run"), naming=(street.parent, "no target in any image"))
+    assert not (tmp_path / "run").exists()
+    assert run(capsys, *train_args(street.parent, tmp_path / "run", "--synth-targets", 0.5))[0] == 0
+
+
 def flat_frame(side: int) -> np.ndarray:
     """A noise-free flat background of `side` x `side` with 4 small targets at known places."""
     image = np.full((side, side), 0.2, np.float32)

@@ -114,6 +114,10 @@ def test_bad_label_is_a_one_line_error_naming_file_and_line(spot_data: Path, tra
 def test_missing_label_and_missing_checkpoint_are_clear_errors(tmp_path: Path, capsys) -> None:
     (tmp_path / "images").mkdir()
     cv2.imwrite(str(tmp_path / "images" / "lonely.png"), np.zeros((16, 16), np.uint8))
+    # no labels/ folder: backgrounds, and a run of backgrounds alone has nothing to learn
+    assert main(["train", "--data", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "no target in any image (a folder without labels/ is read as backgrounds)" in capsys.readouterr().err
+    (tmp_path / "labels").mkdir()  # with labels/, a missing label is named
     assert main(["train", "--data", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "lonely.txt" in capsys.readouterr().err
     assert main(["detect", "--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)]) == 2

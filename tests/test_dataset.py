@@ -45,7 +45,7 @@ def test_crops_keep_every_label_on_its_target() -> None:
         image = image[0].numpy()
         assert image.shape == (64, 64) and target.shape == (1, 64, 64)
         rng = np.random.default_rng((0, epoch, 0))
-        points = dataset._augment(*dataset._crop(dataset.images[0], xy, rng), rng)[1]  # the same draws again
+        points = dataset._augment(*dataset._crop(dataset.images[0], xy, None, rng), rng)[1]  # the same draws again
         for x, y in points:
             if 7 <= x <= 56 and 7 <= y <= 56:  # whole blob inside the crop
                 centre, width = centroid_and_width(image, x, y)

@@ -101,7 +101,7 @@ def test_each_member_is_trained_against_the_target_on_its_own(kind: str) -> None
 
     target = torch.from_numpy(encode([[10.3, 7.6], [20.0, 25.0]], (32, 32), 2.0))[None, None].repeat(2, 1, 1, 1)
     pred = torch.rand(2, 3, 32, 32) * 0.98 + 0.01
-    weights = torch.ones(2)
+    weights = torch.ones(2, 1, 32, 32)  # the weight map: every pixel counts
     together = training_loss("heatmap", pred, target, weights, kind, across_processes=False)
     apart = sum(training_loss("heatmap", pred[:, k:k + 1], target, weights, kind, across_processes=False) for k in range(3))
     expected = apart if kind == "focal" else apart / 3  # focal: per target, summed over members; mse: per pixel, mean

@@ -149,11 +149,15 @@ def add_train(verbs) -> None:
                    help="crops at native size (half near targets)")
     g.add_argument("--img-size", type=setting("img_size"), default=d.img_size, metavar="PX",
                    help="resize to PX x PX instead; 0 = crops")
+    g.add_argument("--synth-targets", type=setting("synth_targets"), default=d.synth_targets, metavar="P",
+                   help="share of crops given synthetic targets")
+    g.add_argument("--hard-negatives", type=setting("hard_negatives"), default=d.hard_negatives, metavar="S",
+                   help="crops on the model's false alarms")
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=setting("epochs"), default=d.epochs, metavar="N", help="passes over the images")
     g.add_argument("--batch", type=setting("batch"), default=d.batch, metavar="N", help="global batch size")
     g.add_argument("--epoch-size", type=setting("epoch_size"), default=d.epoch_size, metavar="N",
-                   help="samples per epoch over several datasets; 0 = all")
+                   help="per epoch from a dataset file; 0 = all")
     g.add_argument("--lr", type=setting("lr"), default=d.lr, help="peak learning rate (Adam)")
     g.add_argument("--schedule", default=d.schedule, choices=choices["schedule"], metavar="NAME", help="cosine or step")
     g.add_argument("--lr-step", type=setting("lr_step"), default=d.lr_step, metavar="N", help="epochs between drops (step)")
@@ -411,7 +415,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, every=args.every,
-                      epoch_size=args.epoch_size, out=args.out, overwrite=args.overwrite,
+                      epoch_size=args.epoch_size, synth_targets=args.synth_targets, hard_negatives=args.hard_negatives,
+                      out=args.out, overwrite=args.overwrite,
                       skip_bad=args.skip_bad, model=args.model, init=args.init, sigma=args.sigma, blob_sigma=args.blob_sigma,
                       loss=args.loss, crop_size=args.crop_size, img_size=args.img_size, epochs=args.epochs, batch=args.batch,
                       lr=args.lr, schedule=args.schedule, lr_step=args.lr_step, lr_gamma=args.lr_gamma, ema=args.ema,

@@ -82,6 +82,9 @@ class TrainConfig:
     # samples drawn per epoch from several datasets (a dataset file), split between them by weight;
     # 0 = as many as they hold. A single dataset ignores it: an epoch is each of its images once
     epoch_size: int = 0
+    # the chance that a training crop gets 1 to 3 synthetic targets (the synth module's) added to it:
+    # targets on real backgrounds and clutter. A dataset file can set its own per dataset
+    synth_targets: float = 0.0
     # run folder: checkpoints, log.csv, loss.png; "" = the first free one of runs/train, runs/train2, ...
     out: str = ""
     overwrite: bool = False  # replace a run already in `out` (without it, such an `out` is refused)
@@ -95,6 +98,10 @@ class TrainConfig:
     img_size: int = 0
     crop_size: int = 192
     crop_on_target: float = 0.5  # share of crops centred near a target, the rest random
+    # share of the other crops centred near the model's own false alarms on its training images (peaks
+    # away from every label and ignored region, found anew every few epochs: train.mine_false_alarms)
+    # instead of at random; 0 = off
+    hard_negatives: float = 0.0
     # augmentation
     flip: bool = True  # left-right flips
     # up-down flips and random quarter turns; both off keep every crop upright (sky above ground), a clue
@@ -180,9 +187,11 @@ RULES: dict[str, Rule] = {
     "val_fraction": Rule(float, 0, 1, high_open=True),
     "every": Rule(int, 1),
     "epoch_size": Rule(int, 0, MAX_EPOCH_SIZE),
+    "synth_targets": Rule(float, 0, 1),
     "img_size": Rule(int, 0),
     "crop_size": Rule(int, 1),
     "crop_on_target": Rule(float, 0, 1),
+    "hard_negatives": Rule(float, 0, 1),
     "intensity_jitter": Rule(float, 0, 10),
     "sigma": Rule(float, 0, 100, low_open=True),  # px; a target's gaussian wider than this covers the crop
     "blob_sigma": Rule(float, 0, 100),

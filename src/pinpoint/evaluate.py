@@ -11,7 +11,7 @@ from pinpoint.data.labels import read_labels
 from pinpoint.data.videos import is_video_dataset, video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.outputs import prepare_output_folder
-from pinpoint.metrics import Evaluator, Scores
+from pinpoint.metrics import Evaluator, Scores, outside_ignored
 from pinpoint.points import Points
 from pinpoint.report import Report
 
@@ -25,7 +25,9 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
                      capped: list[str] | None = None, notes: list[str] | None = None) -> dict[float, Scores]:
     """Pd, precision, F1, false alarms, Fa, localisation error and AP at each matching distance.
 
-    `data` is a folder of images and labels, or of videos with per-frame label CSVs (every
+    `data` is a folder of images and labels (or boxes, data/boxes.py: every box ignored, so that
+    false alarms are counted on the rest of the frame; or images alone: backgrounds, where every
+    point is a false alarm), or of videos with per-frame label CSVs (every
     labelled frame is scored, read one at a time; prediction files are then named VIDEO_000123.txt,
     as `pinpoint detect` names them). Video labels give each target's box, and a point inside
     it matches the target too, however far from the centre: a close target spans many pixels.
@@ -68,7 +70,8 @@ def evaluate_dataset(data: str | os.PathLike, split: str | os.PathLike | None = 
             # the cap cut claims only if even the last point kept is above the headline threshold
             if capped is not None and pred.capped and len(pred) and pred.score.min() >= cut:
                 capped.append(stem)
-        matches = evaluator.add(pred, truth, sample.boxes)
+        pred = outside_ignored(pred, sample.ignore)  # not judged: neither in the scores nor in the report's pictures
+        matches = evaluator.add(pred, truth, sample.boxes, sample.ignore)
         if reporter is not None:
             reporter.add(stem, sample.image, evaluator.claims(pred), truth, matches[distances[0]])
     results = evaluator.result()

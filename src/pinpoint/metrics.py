@@ -50,6 +50,7 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
+from pinpoint.data.boxes import box_mask, inside_boxes
 from pinpoint.points import Points
 
 # Distances are compared as `d <= max_dist + DIST_TOLERANCE_PX` so that a point meant to lie
@@ -245,14 +246,16 @@ class Scores:
         return out
 
 
-def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float, boxes: np.ndarray | None = None) -> int:
+def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float, boxes: np.ndarray | None = None,
+                   ignore: np.ndarray | None = None) -> int:
     """How many pixels of an image of `image_size` (H, W) have their centre within `radius` of a
     point of `xy` (pixel-index convention), or inside its box when `boxes` gives their widths and
-    heights: where a prediction would be matched, not a false alarm."""
+    heights, or inside an `ignore` region ((K, 4) centre x, y, w, h): where a prediction would be
+    matched or not judged, not a false alarm."""
     height, width = image_size
-    if len(xy) == 0:
+    if len(xy) == 0 and (ignore is None or len(ignore) == 0):
         return 0
-    mask = np.zeros((height, width), bool)
+    mask = box_mask(ignore, image_size) if ignore is not None else np.zeros((height, width), bool)
     reach = radius + DIST_TOLERANCE_PX
     for x, y in np.asarray(xy, np.float64):
         c0, c1 = max(0, math.ceil(x - reach)), min(width - 1, math.floor(x + reach))
@@ -266,6 +269,17 @@ def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float, b
         r0, r1 = max(0, math.ceil(y - h / 2 - DIST_TOLERANCE_PX)), min(height - 1, math.floor(y + h / 2 + DIST_TOLERANCE_PX))
         mask[r0:r1 + 1, c0:c1 + 1] = True
     return int(mask.sum())
+
+
+def outside_ignored(pred: Points, ignore: np.ndarray | None) -> Points:
+    """The points that lie outside every ignored region ((K, 4) centre x, y, w, h; None: all of them).
+
+    A region is ignored when its labels say neither "target" nor "nothing here" (a person seen from
+    a drone, for a recipe that does not count people): a point there is neither a hit nor a false
+    alarm, so it is dropped before matching, for the headline numbers, AP and threshold choice alike."""
+    if ignore is None or len(ignore) == 0:
+        return pred
+    return pred[~inside_boxes(pred.xy, ignore)]
 
 
 def _json_float(value: float) -> float | None:
@@ -320,14 +334,18 @@ class Evaluator:
         """The predictions the headline numbers count: those at or above the score cut, if any."""
         return pred if self.score_threshold is None else pred[pred.score >= self.score_threshold]
 
-    def add(self, pred: Points, gt: Points, boxes: np.ndarray | None = None) -> dict[float, Match]:
+    def add(self, pred: Points, gt: Points, boxes: np.ndarray | None = None,
+            ignore: np.ndarray | None = None) -> dict[float, Match]:
         """Add one image: its predictions and its ground truth (same image size); with `boxes`
-        ((G, 2) widths and heights of the targets' boxes), a point inside a box matches too.
+        ((G, 2) widths and heights of the targets' boxes), a point inside a box matches too; with
+        `ignore` ((K, 4) regions: centre x, y, w, h) points inside those are not judged at all (see
+        outside_ignored) and their area is not target-free area.
 
         Returns the headline matching at each distance, between `claims(pred)` and `gt`, for
         callers that show the image's own hits and misses (report.py).
         """
         _check_pair(pred, gt)
+        pred = outside_ignored(pred, ignore)
         distances = pairwise_distances(pred.xy, gt.xy)
         kept = pred.score >= self.score_threshold if self.score_threshold is not None else np.ones(len(pred), bool)
         height, width = gt.image_size
@@ -341,7 +359,7 @@ class Evaluator:
             within = within_reach(distances, max_dist, pred.xy, gt.xy, boxes)
             headline = headlines[max_dist] = _match_nearest_first(distances[kept], pred.score[kept], within[kept])
             self._true_positives[max_dist] += len(headline.pairs)
-            self._free_pixels[max_dist] += height * width - covered_pixels(gt.xy, gt.image_size, max_dist, boxes)
+            self._free_pixels[max_dist] += height * width - covered_pixels(gt.xy, gt.image_size, max_dist, boxes, ignore)
             self._matched_distance_sum[max_dist] += float(headline.distances.sum())
             ranked = _match_score_order(distances, pred.score, within)
             self._ranked_is_tp[max_dist].append(ranked.pred_matched)

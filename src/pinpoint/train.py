@@ -43,13 +43,14 @@ from pinpoint import distributed
 from pinpoint.checkpoints import load_checkpoint, save_checkpoint
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import TrainConfig
-from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, load_stems
-from pinpoint.data.mixture import DatasetSpec, MixtureSampler, is_dataset_file, read_dataset_file
+from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, label_kind, load_stems
+from pinpoint.data.mixture import (DatasetSpec, MixtureSampler, box_classes, check_named_classes, epoch_shares, is_dataset_file,
+                                   read_dataset_file)
 from pinpoint.data.videos import is_video_dataset, load_video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.files import numbered_folder, remove_stale_temporaries, write_text
 from pinpoint.losses import heatmap_loss_terms, point_loss_terms
-from pinpoint.metrics import best_threshold, evaluate
+from pinpoint.metrics import best_threshold, evaluate, outside_ignored, pairwise_distances
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.outputs import prepare_output_folder
 from pinpoint.points import Points
@@ -129,7 +130,11 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     val_groups = validation_groups(datasets)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed)
+    if not any(len(sample.xy) for d in datasets for sample in d.train + d.val) and not any(synth_rate(d.spec, cfg) for d in datasets):
+        raise InputError(f"{cfg.data}: no target in any image (a folder without labels/ is read as backgrounds); "
+                         "a run needs targets to learn: labels/NAME.txt beside the images, or --synth-targets")
+    dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed,
+                          synth_targets=[synth_rate(d.spec, cfg) for d in datasets for _ in d.train])
     val_set = TrainingSet(val_samples, cfg, model.output, seed=cfg.seed)
     if len(datasets) == 1:
         sampler = EpochSampler(len(dataset), cluster.world_size, cluster.rank, cfg.seed, batch)
@@ -160,6 +165,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             scaler.load_state_dict(state["scaler"])
         history, threshold = state["history"], state["inference"]["threshold"]
         start_epoch, start_batch = state["epoch"] + 1, state["step"]
+        dataset.false_alarms = {int(i): np.array(xy, np.float64).reshape(-1, 2) for i, xy in state.get("false_alarms", [])}
         processes = state["processes"]
         set_rng_state(processes[cluster.rank if cluster.rank < len(processes) else 0]["rng"], device)
         carried_loss = float(np.mean([p["loss_sum"] for p in processes]))  # the epoch loss is a mean over processes
@@ -171,7 +177,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         print(f"pinpoint train: {cfg.model} ({count_parameters(model):,} parameters) on {where}, "
               f"{len(train_samples)} training / {len(val_samples)} validation images -> {out}"
               + "".join(f"\n  {d.spec.name}: {len(d.train)} training / {len(d.val)} validation, weight {d.spec.weight:g}"
-                        for d in datasets if len(datasets) > 1)
+                        + describe_labels(d.spec, cfg) for d in datasets if len(datasets) > 1)
               + (f"; continuing after epoch {start_epoch - 1}, batch {start_batch}" if state else "")
               + (f"; {len(skipped)} bad file(s) skipped, listed at the end" if skipped else ""), flush=True)
 
@@ -179,6 +185,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         started = time.time()
         first = start_batch if epoch == start_epoch else 0  # batches a resumed epoch already did
         total, batches = (carried_loss, first) if epoch == start_epoch else (0.0, 0)
+        if cfg.hard_negatives and epoch >= 2 and (epoch - 2) % HARD_EVERY == 0 and first == 0:  # after epoch 1, then every HARD_EVERY
+            dataset.false_alarms = mine_false_alarms(final, cfg, datasets, epoch, device)
         net.train()
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch, first)
@@ -204,7 +212,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 processes = distributed.gather_objects(process_state(total, device))
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
                     save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch - 1, history[-1] if history else {}),
-                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history, model, ema)},
+                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history, model, ema,
+                                                       dataset.false_alarms)},
                                     out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -226,7 +235,8 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             threshold = row.get("val_threshold", cfg.threshold)
             checkpoint = make_checkpoint(final, cfg, threshold, epoch, row)
             save_checkpoint(checkpoint, out / "best.pt")  # the final epoch's weights, once training ends
-            save_checkpoint({**checkpoint, **resumable_state(optimizer, scheduler, scaler, 0, processes, history, model, ema)},
+            save_checkpoint({**checkpoint, **resumable_state(optimizer, scheduler, scaler, 0, processes, history, model, ema,
+                                                             dataset.false_alarms)},
                             out / "last.pt")
             write_log(history, out / "log.csv")
             plot_losses(history, out / "loss.png")
@@ -332,6 +342,44 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
     model.load_state_dict(theirs)
 
 
+# hard negatives (cfg.hard_negatives): how often they are looked for, on how many images, the lowest
+# score that counts and how many per image
+HARD_EVERY = 5
+HARD_IMAGES = 2000
+HARD_FLOOR = 0.2
+HARD_PER_IMAGE = 4
+
+
+@torch.no_grad()
+def mine_false_alarms(model: torch.nn.Module, cfg: TrainConfig, datasets: list[LoadedDataset], epoch: int,
+                      device: torch.device) -> dict[int, np.ndarray]:
+    """The model's own false alarms on whole training images, by index into the run's training
+    samples: (N, 2) peaks scoring at least HARD_FLOOR, farther than cfg.match_px from every label and
+    outside ignored regions, the HARD_PER_IMAGE highest.
+
+    Looked for on at most HARD_IMAGES images, drawn anew each time and split between the datasets by
+    weight as an epoch is (every image of a small clutter dataset, a share of a large one): on all
+    15,000 training images of the pretraining recipe it would take minutes. Every process finds the
+    same ones (the same weights, the same draw).
+    """
+    sizes = [len(d.train) for d in datasets]
+    shares = epoch_shares(sizes, [d.spec.weight for d in datasets], min(HARD_IMAGES, sum(sizes)))
+    rng = np.random.default_rng((cfg.seed, epoch, 7))
+    detector = Detector(model, inference_settings(model, cfg.img_size, HARD_FLOOR, cfg.top_k, False, cfg.nms_kernel, False),
+                        device)
+    model.eval()  # the training loop sets train mode again
+    found, offset = {}, 0
+    for d, share in zip(datasets, shares):
+        for i in np.sort(rng.choice(len(d.train), min(share, len(d.train)), replace=False)) if d.train else []:
+            sample = d.train[i]
+            points = outside_ignored(detector.predict(sample.image, conf=HARD_FLOOR), sample.ignore)
+            near_label = (pairwise_distances(points.xy, sample.xy) <= cfg.match_px).any(axis=1)
+            if (~near_label).any():
+                found[offset + int(i)] = points.xy[~near_label][:HARD_PER_IMAGE]
+        offset += len(d.train)
+    return found
+
+
 def batch_per_process(global_batch: int, world_size: int) -> int:
     """Each process's share of the global batch; it must split evenly for the steps to match one process's."""
     if global_batch < 1 or global_batch % world_size:
@@ -407,8 +455,8 @@ def training_loss(output: str, pred: torch.Tensor, targets: torch.Tensor, weight
     divided by the global normaliser: N processes then optimise exactly the loss of one process
     that sees the whole batch (the focal loss divides by the number of targets, which differs per share).
     """
-    if output == "heatmap":
-        total, normaliser = heatmap_loss_terms(pred, targets, kind)
+    if output == "heatmap":  # weights: a map per image, 0 on ignored regions
+        total, normaliser = heatmap_loss_terms(pred, targets, kind, weights)
     else:
         total, normaliser = point_loss_terms(pred, targets, weights)
     if not across_processes or distributed.world_size() == 1:
@@ -478,7 +526,23 @@ def load_dataset(spec: DatasetSpec, cfg: TrainConfig, skipped: list[str] | None)
     one = dataclasses.replace(cfg, data=str(spec.path), split=spec.split and str(spec.split),
                               val_split=spec.val_split and str(spec.val_split))
     train_stems, val_stems = split_stems(one, skipped)
-    return LoadedDataset(spec, load_stems(spec.path, train_stems, skipped), load_stems(spec.path, val_stems, skipped))
+    if label_kind(spec.path) == "boxes":  # first: a misnamed class explains the rows it leaves uncovered
+        check_named_classes(spec, box_classes(spec.path, train_stems + val_stems))
+    return LoadedDataset(spec, load_stems(spec.path, train_stems, skipped, spec.classes),
+                         load_stems(spec.path, val_stems, skipped, spec.classes))
+
+
+def synth_rate(spec: DatasetSpec, cfg: TrainConfig) -> float:
+    """The chance that a training crop of this dataset gets synthetic targets: its own, or the run's."""
+    return cfg.synth_targets if spec.synth_targets is None else spec.synth_targets
+
+
+def describe_labels(spec: DatasetSpec, cfg: TrainConfig) -> str:
+    """How a dataset is labelled and whether synthetic targets join it, for the run's opening lines."""
+    kind = label_kind(spec.path)
+    said = {"labels": "", "backgrounds": ", backgrounds only", "boxes": f", boxes ({spec.classes.describe()})"}[kind]
+    rate = synth_rate(spec, cfg)
+    return said + (f", synthetic targets in {rate:.0%} of crops" if rate else "")
 
 
 def validation_groups(datasets: list[LoadedDataset]) -> list[tuple[str, slice]]:
@@ -529,7 +593,7 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     gts = ground_truth(samples)
     allowed = bool(detector.settings.get("snap"))
     peaks_only = Detector(detector.model, {**detector.settings, "snap": False}, detector.device, detector.name, detector.backend)
-    unsnapped = [peaks_only.predict(sample.image, conf=0.01) for sample in samples]
+    unsnapped = [outside_ignored(peaks_only.predict(sample.image, conf=0.01), sample.ignore) for sample in samples]
     variants = [(False, unsnapped)]
     if allowed:  # the snapped points are the same peaks, moved: no second pass through the network
         merge = detector.settings["nms_kernel"] // 2
@@ -618,10 +682,10 @@ def candidate_points(detector: Detector, samples: list[Sample], floor: float, tt
     for sample in tqdm(samples, desc="thresholds", unit="img", leave=False, disable=not progress):
         if tta:
             plain, averaged = detector.predict_plain_and_averaged(sample.image, floor)
-            found["tta_threshold"].append(averaged)
+            found["tta_threshold"].append(outside_ignored(averaged, sample.ignore))
         else:
             plain = detector.predict(sample.image, conf=floor)
-        found["threshold"].append(plain)
+        found["threshold"].append(outside_ignored(plain, sample.ignore))
     return found
 
 
@@ -672,13 +736,14 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
 
 def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
                     processes: list[dict[str, Any]], history: list[dict[str, Any]], model: torch.nn.Module,
-                    ema: AveragedModel | None) -> dict[str, Any]:
+                    ema: AveragedModel | None, false_alarms: dict[int, np.ndarray]) -> dict[str, Any]:
     """What last.pt holds besides the weights so that training can go on as if never stopped.
 
     `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
     epoch's end); `processes` holds each process's RNG states and its running loss sum. With a
     weight average, "model" holds the average (for inference) and "trained_model" the weights
-    the optimizer steps.
+    the optimizer steps. `false_alarms` are the hard negatives the crops draw on, found with
+    weights last.pt no longer holds (as plain lists: a checkpoint holds no arrays).
     """
     averaged = {"trained_model": model.state_dict(), "ema": ema.state_dict()} if ema else {}
     return {**averaged,
@@ -688,6 +753,7 @@ def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.a
         "step": step,
         "processes": processes,
         "history": list(history),
+        "false_alarms": [[index, xy.tolist()] for index, xy in sorted(false_alarms.items())],
     }
 
 

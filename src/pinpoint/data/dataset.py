@@ -2,7 +2,12 @@
 
 Layout: DIR/images/NAME.{png,jpg,bmp,tif} beside DIR/labels/NAME.txt, optionally restricted by
 a split file of stems. Labels are normalised, so an image and its label agree whatever size the
-image is read or resized to.
+image is read or resized to. Two other layouts are datasets too:
+- DIR/images beside DIR/boxes/NAME.csv (another detection dataset's boxes, data/boxes.py): a
+  ClassChoice makes each class's boxes targets, ignored regions or background;
+- DIR/images alone, with neither labels/ nor boxes/: backgrounds, every image without a target
+  (street scenes a detector must stay quiet on). Within a labels/ folder a missing label is still
+  an error: there it is a mistake, not a statement that the image is empty.
 
 A bad file (an image that cannot be decoded, a malformed label, a label without its image) stops
 loading with an InputError naming it, unless the caller passes a `skipped` list: then the file is
@@ -11,10 +16,12 @@ left out and its one-line reason appended there, so a long run can go on and rep
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -23,8 +30,10 @@ from pinpoint.codecs.heatmap import encode
 from pinpoint.codecs.snap import blob_radii
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
+from pinpoint.data.boxes import ClassChoice, box_mask, read_boxes
 from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
 from pinpoint.data.labels import read_labels
+from pinpoint.data.synth import random_target, render_target
 from pinpoint.errors import InputError
 from pinpoint.files import NOT_REGULAR, is_hidden, not_regular_files, read_user_text
 from pinpoint.points import Points
@@ -41,6 +50,7 @@ class Sample:
     xy: np.ndarray  # (N, 2) pixels, x = column, y = row
     path: Path
     boxes: np.ndarray | None = None  # (N, 2) widths and heights of the targets' boxes, where labels give them (videos)
+    ignore: np.ndarray | None = None  # (K, 4) regions left out of the loss and the scores: centre x, y, width, height
 
     @property
     def truth(self) -> Points:
@@ -122,38 +132,54 @@ def dataset_stems(data_dir: str | os.PathLike, split: str | os.PathLike | None =
     stems = [p.stem for p in list_images(images)]
     not_files = not_regular_files(images, IMAGE_SUFFIXES)
     problems = [f"{p}: {NOT_REGULAR.format(what='image')}" for p in not_files]
-    if (data_dir / "labels").is_dir():
-        known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
-        problems += [f"{p}: label without an image (no {images / p.stem}.* beside it)"
-                     for p in sorted((data_dir / "labels").glob("*.txt")) if p.stem not in known and not is_hidden(p)]
+    known = set(stems) | {p.stem for p in not_files}  # their labels are not the problem
+    for folder, pattern, what in (("labels", "*.txt", "label"), ("boxes", "*.csv", "boxes CSV")):
+        if (data_dir / folder).is_dir():
+            problems += [f"{p}: {what} without an image (no {images / p.stem}.* beside it)"
+                         for p in sorted((data_dir / folder).glob(pattern)) if p.stem not in known and not is_hidden(p)]
     report_problems(problems, skipped)
     if not stems:
         raise InputError(f"{images}: no images found")
     return stems
 
 
-def load_sample(data_dir: str | os.PathLike, stem: str) -> Sample:
-    """Read one image and its label; a missing label is an error naming the file."""
+def label_kind(data_dir: str | os.PathLike) -> str:
+    """How a dataset's images are labelled: "labels" (point files), "boxes" (data/boxes.py) or
+    "backgrounds" (neither folder: no image holds a target)."""
+    data_dir = Path(data_dir)
+    return next((kind for kind in ("labels", "boxes") if (data_dir / kind).is_dir()), "backgrounds")
+
+
+def load_sample(data_dir: str | os.PathLike, stem: str, classes: ClassChoice | None = None) -> Sample:
+    """Read one image and its label (point file, boxes by `classes`, or none for backgrounds); a
+    missing label is an error naming the file."""
     data_dir = Path(data_dir)
     path = find_image(data_dir / "images", stem)
     image = read_image(path)
-    labels = read_labels(data_dir / "labels" / f"{stem}.txt", truth=True)
     height, width = image.shape
+    kind = label_kind(data_dir)
+    if kind == "boxes":
+        found = read_boxes(data_dir / "boxes" / f"{stem}.csv", image.shape, classes or ClassChoice())
+        return Sample(stem, image, found.xy, path, found.boxes, found.ignore if len(found.ignore) else None)
+    if kind == "backgrounds":
+        return Sample(stem, image, np.zeros((0, 2)), path)
+    labels = read_labels(data_dir / "labels" / f"{stem}.txt", truth=True)
     return Sample(stem, image, labels.xy * np.array([width, height], dtype=np.float64), path)
 
 
 def load_samples(data_dir: str | os.PathLike, split: str | os.PathLike | None = None,
-                 skipped: list[str] | None = None) -> list[Sample]:
+                 skipped: list[str] | None = None, classes: ClassChoice | None = None) -> list[Sample]:
     """Every sample of a dataset (or split); bad files raise, or are recorded in `skipped` and left out."""
-    return load_stems(data_dir, dataset_stems(data_dir, split, skipped), skipped)
+    return load_stems(data_dir, dataset_stems(data_dir, split, skipped), skipped, classes)
 
 
-def load_stems(data_dir: str | os.PathLike, stems: list[str], skipped: list[str] | None = None) -> list[Sample]:
+def load_stems(data_dir: str | os.PathLike, stems: list[str], skipped: list[str] | None = None,
+               classes: ClassChoice | None = None) -> list[Sample]:
     """The samples of `stems`; with `skipped` a list, a bad image or label is recorded there and left out."""
     samples = []
     for stem in stems:
         try:
-            samples.append(load_sample(data_dir, stem))
+            samples.append(load_sample(data_dir, stem, classes))
         except InputError as exc:
             report_problems([str(exc)], skipped)
     return samples
@@ -203,18 +229,31 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 class TrainingSet(torch.utils.data.Dataset):
     """Samples -> (image (1, h, w), target, weight) tensors, with the run's geometry and augmentation.
 
-    Heatmap models get a gaussian heatmap target (1, h, w); the regression model gets the first
-    target's normalised position (2,) with weight 0 for images without a target.
+    Heatmap models get a gaussian heatmap target (1, h, w) and a weight map (1, h, w): 0 on the
+    sample's ignored regions (moved by every crop, flip and turn with the image), 1 elsewhere. The
+    regression model gets the first target's normalised position (2,) with weight 0 for images
+    without a target.
+
+    `synth_targets` (one rate per sample, default none) is the chance that a training crop gets 1 to 3
+    synthetic targets of the synth module's target model added at random places outside its ignored
+    regions, their brightness set against the crop's own noise: targets on the clutter of real
+    backgrounds, where the labelled datasets hold them mostly on sky.
     """
 
-    def __init__(self, samples: list[Sample], cfg: TrainConfig, output: str, seed: int = 0):
+    def __init__(self, samples: list[Sample], cfg: TrainConfig, output: str, seed: int = 0,
+                 synth_targets: Sequence[float] | None = None):
         self.samples = samples
         self.cfg = cfg
         self.output = output
         self.seed = seed
         self.epoch = 0
+        self.synth_targets = list(synth_targets) if synth_targets is not None else [0.0] * len(samples)
         # standardise once, on the whole image, as inference does (crops must not see other statistics)
         self.images = [T.standardize(s.image) for s in samples]
+        # where the loss looks (1) and where not (0), as uint8: 640 x 512 frames would take 1.3 MB each in float
+        self.keep = [None if s.ignore is None else (~box_mask(s.ignore, s.image.shape)).astype(np.uint8) for s in samples]
+        # sample index -> (N, 2) false alarms of the model being trained, for cfg.hard_negatives (train.mine_false_alarms)
+        self.false_alarms: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -226,57 +265,106 @@ class TrainingSet(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image, xy = self.images[index], self.samples[index].xy
+        image, xy, keep = self.images[index], self.samples[index].xy, self.keep[index]
         if self.cfg.img_size:
-            image, xy = T.resize(image, xy, (self.cfg.img_size, self.cfg.img_size))
+            size = (self.cfg.img_size, self.cfg.img_size)
+            image, xy = T.resize(image, xy, size)
+            keep = None if keep is None else T.resize(keep.astype(np.float32), np.zeros((0, 2)), size)[0]
         else:
-            image, xy = self._crop(image, xy, rng)
-        return self._tensors(*self._augment(image, xy, rng))
+            image, xy, keep = self._crop(image, xy, keep, rng, self.false_alarms.get(index))
+        if self.synth_targets[index] > 0 and rng.random() < self.synth_targets[index]:
+            image, xy = paste_targets(image, xy, keep, rng)
+        return self._tensors(*self._augment(image, xy, keep, rng))
 
     def whole(self, index: int, stride: int):
         """The un-augmented whole image as inference sees it (resized, or padded to `stride`), with its target."""
-        image, xy = self.images[index], self.samples[index].xy
+        image, xy, keep = self.images[index], self.samples[index].xy, self.keep[index]
         if self.cfg.img_size:
-            image, xy = T.resize(image, xy, (self.cfg.img_size, self.cfg.img_size))
+            size = (self.cfg.img_size, self.cfg.img_size)
+            image, xy = T.resize(image, xy, size)
+            keep = None if keep is None else T.resize(keep.astype(np.float32), np.zeros((0, 2)), size)[0]
         else:
             image = T.pad_to_multiple(image, stride)
-        return self._tensors(image, xy)
+            keep = None if keep is None else T.pad_to_multiple(keep, stride)
+        return self._tensors(image, xy, keep)
 
-    def _tensors(self, image: np.ndarray, xy: np.ndarray):
+    def _tensors(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None = None):
         cfg = self.cfg
         tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.output == "heatmap":
             sigma = np.maximum(cfg.sigma, cfg.blob_sigma * blob_radii(image, xy)) if cfg.blob_sigma else cfg.sigma
-            return tensor, torch.from_numpy(encode(xy, image.shape, sigma))[None], torch.tensor(1.0)
+            weight = torch.ones((1,) + image.shape[:2]) if keep is None else \
+                torch.from_numpy(np.ascontiguousarray(keep, dtype=np.float32))[None]
+            return tensor, torch.from_numpy(encode(xy, image.shape, sigma))[None], weight
         height, width = image.shape
         if len(xy):
             point = torch.tensor([xy[0, 0] / width, xy[0, 1] / height], dtype=torch.float32)
             return tensor, point.clamp(0, 1), torch.tensor(1.0)
         return tensor, torch.zeros(2), torch.tensor(0.0)
 
-    def _crop(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
-        """A crop_size window of the image, centred near a target with probability crop_on_target."""
+    def _crop(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, rng: np.random.Generator,
+              false_alarms: np.ndarray | None = None):
+        """A crop_size window of the image (and of its keep mask), centred near a target with
+        probability crop_on_target, else near one of the model's `false_alarms` with probability
+        hard_negatives, else anywhere."""
         size = self.cfg.crop_size
         height, width = image.shape[:2]
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
             left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
+        elif false_alarms is not None and len(false_alarms) and rng.random() < self.cfg.hard_negatives:
+            cx, cy = false_alarms[rng.integers(len(false_alarms))] + rng.uniform(-size * 0.4, size * 0.4, 2)
+            left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
         else:
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
             top = int(rng.integers(min(0, height - size), max(height - size, 0) + 1))
+        if keep is not None:  # outside the image the loss looks: the network must stay quiet on the padding too
+            keep = T.crop(keep, np.zeros((0, 2)), top, left, (size, size), fill=1)[0]
         # outside the image: its mean grey (0 once standardised)
-        return T.crop(image, xy, top, left, (size, size), fill=float(image.mean()))
+        return (*T.crop(image, xy, top, left, (size, size), fill=float(image.mean())), keep)
 
-    def _augment(self, image: np.ndarray, xy: np.ndarray, rng: np.random.Generator):
+    def _augment(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, rng: np.random.Generator):
         cfg = self.cfg
+        none = np.zeros((0, 2))
         if cfg.flip and rng.random() < 0.5:
             image, xy = T.hflip(image, xy)
+            keep = None if keep is None else T.hflip(keep, none)[0]
         if cfg.vflip and rng.random() < 0.5:
             image, xy = T.vflip(image, xy)
+            keep = None if keep is None else T.vflip(keep, none)[0]
         if cfg.rot90 and image.shape[0] == image.shape[1]:
-            image, xy = T.rot90(image, xy, int(rng.integers(4)))
+            turns = int(rng.integers(4))
+            image, xy = T.rot90(image, xy, turns)
+            keep = None if keep is None else T.rot90(keep, none, turns)[0]
         if cfg.intensity_jitter > 0:
             strength = cfg.intensity_jitter
             gain, offset = float(np.exp(rng.normal(0, strength))), float(rng.normal(0, strength))
             image = image * gain + offset
-        return image, xy
+        return image, xy, keep
+
+
+PASTE_MARGIN = 4.0  # px: a pasted target's centre stays this far inside the crop
+PASTE_SEPARATION = 12.0  # px from every other target, so that each stays a peak of its own
+
+
+def paste_targets(image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`image` (H, W) with 1 to 3 synthetic targets added where the loss looks, and `xy` with their
+    centres appended. Brightness is the target model's (3 to 40 noise sigmas), against the noise of
+    this image: the median absolute difference of neighbouring pixels, which texture barely moves."""
+    height, width = image.shape
+    noise = 1.4826 * float(np.median(np.abs(np.diff(image, axis=1)))) / math.sqrt(2.0)
+    noise = max(noise, 0.02)  # a flat or quantised crop has no measurable noise: 2% of a spread
+    canvas = np.array(image, dtype=np.float32, copy=True)
+    points = [tuple(p) for p in np.asarray(xy, np.float64).reshape(-1, 2)]
+    for _ in range(int(rng.integers(1, 4))):
+        look = random_target(rng, noise)
+        for _attempt in range(20):
+            x, y = rng.uniform(PASTE_MARGIN, width - 1 - PASTE_MARGIN), rng.uniform(PASTE_MARGIN, height - 1 - PASTE_MARGIN)
+            if keep is not None and keep[int(round(y)), int(round(x))] < 0.5:
+                continue
+            if all(math.hypot(x - px, y - py) >= PASTE_SEPARATION for px, py in points):
+                render_target(canvas, dataclasses.replace(look, x=x, y=y))
+                points.append((x, y))
+                break
+    return canvas, np.array(points, np.float64).reshape(-1, 2)

@@ -15,6 +15,17 @@ or a dataset file, a small TOML file with one [[dataset]] table per dataset:
     every = 10                           # every 10th labelled frame (default: --every)
     weight = 1
 
+    [[dataset]]
+    path = "../shared/data/HIT-UAV"      # images/ beside boxes/NAME.csv (x,y,w,h,class; data/boxes.py)
+    split = "splits/train.txt"
+    targets = ["Person"]                 # box centres as target points
+    background = ["Car"]                 # clutter: nothing marked there
+    ignore = ["Bicycle", "DontCare"]     # left out of the loss (default: every class not named above)
+    synth_targets = 0.5                  # half its crops get 1 to 3 synthetic targets (default: --synth-targets)
+
+    [[dataset]]
+    path = "../shared/data/RoadScene"    # images/ alone: backgrounds, no image holds a target
+
 Why weights: sampled in proportion to their sizes, 10,000 MDvsFA crops would drown 213
 NUAA-SIRST images. Each epoch draws `epoch_size` samples (default: every training sample once),
 split between the datasets by weight; within a dataset, a seeded permutation, started again
@@ -23,6 +34,8 @@ when a dataset's share is larger than the dataset.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import sys
@@ -32,13 +45,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pinpoint.data.boxes import ROLES, ClassChoice
 from pinpoint.data.dataset import read_split
 from pinpoint.data.images import IMAGE_SUFFIXES
 from pinpoint.errors import InputError
 from pinpoint.files import list_by_stem, read_user_text
 from pinpoint.sources import VIDEO_SUFFIXES
 
-DATASET_KEYS = {"name", "path", "split", "val_split", "weight", "every"}
+DATASET_KEYS = {"name", "path", "split", "val_split", "weight", "every", "synth_targets", *ROLES}
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,9 @@ class DatasetSpec:
     val_split: Path | None = None
     weight: float = 1.0
     every: int | None = None  # videos: every k-th labelled frame (None: the run's --every)
+    classes: ClassChoice = ClassChoice()  # a boxes dataset: what each class is
+    synth_targets: float | None = None  # the chance a training crop gets synthetic targets (None: the run's --synth-targets)
+    named_at: tuple[tuple[str, str], ...] = ()  # (target or background class, "FILE:LINE" where the dataset file names it)
 
 
 def is_dataset_file(data: str | os.PathLike) -> bool:
@@ -65,8 +82,11 @@ def read_dataset_file(path: str | os.PathLike) -> list[DatasetSpec]:
         import tomli as tomllib
 
     path = Path(path)
+    text = read_user_text(path, "dataset file")
+    text_lines = text.splitlines()
+    starts = [number for number, line in enumerate(text_lines) if line.strip().startswith("[[dataset]]")]
     try:
-        document = tomllib.loads(read_user_text(path, "dataset file"))
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not a valid TOML dataset file ({exc})") from None
     tables = document.get("dataset")
@@ -87,13 +107,66 @@ def read_dataset_file(path: str | os.PathLike) -> list[DatasetSpec]:
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise InputError(f"{where}: every must be a whole number >= 1, got {every!r}")
         split, val_split = (_relative(folder, table.get(key), where, key) for key in ("split", "val_split"))
-        specs.append(DatasetSpec(str(table.get("name", folder.name)), folder, split, val_split, float(weight), every))
+        synth = table.get("synth_targets")
+        if synth is not None and (isinstance(synth, bool) or not isinstance(synth, (int, float)) or not 0 <= synth <= 1):
+            raise InputError(f"{where}: synth_targets must be a number from 0 to 1, got {synth!r}")
+        classes = _class_choice(table, where)
+        # targets and background change what is learnt: a misspelt one would quietly be ignored instead.
+        # (A misspelt ignored class leaves its rows uncovered, which read_boxes names.)
+        named_at = tuple((name, f"{path}:{_line_naming(text_lines, name, starts[number - 1] if number <= len(starts) else 0)}")
+                         for name in classes.targets + classes.background)
+        specs.append(DatasetSpec(str(table.get("name", folder.name)), folder, split, val_split, float(weight), every,
+                                 classes, None if synth is None else float(synth), named_at))
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise InputError(f"{path}: two datasets are named {twice[0]!r}; give each a name of its own")
     check_disjoint(specs, path)
     return specs
+
+
+def _class_choice(table: dict, where: str) -> ClassChoice:
+    """The class choice of a [[dataset]] table: lists of class names, none in two roles."""
+    lists: dict[str, tuple[str, ...] | None] = {}
+    for role in ROLES:
+        value = table.get(role)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value)):
+            raise InputError(f"{where}: {role} must be a list of class names, got {value!r}")
+        lists[role] = None if value is None else tuple(v.strip() for v in value)
+    seen: dict[str, str] = {}
+    for role in ROLES:
+        for name in lists[role] or ():
+            if name in seen:
+                raise InputError(f"{where}: class {name!r} is both in {seen[name]} and in {role}")
+            seen[name] = role
+    return ClassChoice(lists["targets"] or (), lists["background"] or (), lists["ignore"])
+
+
+def _line_naming(lines: list[str], name: str, start: int) -> int:
+    """The line (from 1) at or after `start` (from 0) where a class name is quoted; the table's own line if none."""
+    for number in range(start, len(lines)):
+        if f'"{name}"' in lines[number] or f"'{name}'" in lines[number]:
+            return number + 1
+    return start + 1
+
+
+def box_classes(folder: Path, stems: list[str]) -> set[str]:
+    """Every class the boxes files of these images hold (their rows checked when the images load)."""
+    found = set()
+    for stem in stems:
+        rows = csv.reader(io.StringIO(read_user_text(folder / "boxes" / f"{stem}.csv", "boxes CSV")))
+        next(rows, None)
+        found.update(row[-1].strip() for row in rows if row and "".join(row).strip())
+    return found
+
+
+def check_named_classes(spec: DatasetSpec, found: set[str]) -> None:
+    """A class the dataset file names that none of the dataset's boxes files holds is a typo, or
+    the wrong dataset: said with the file and line that name it, and the classes there are."""
+    for name, where in spec.named_at:
+        if name not in found:
+            raise InputError(f"{where}: class {name!r} is in none of {spec.name}'s boxes files "
+                             f"(classes there: {', '.join(sorted(found)) or 'none'})")
 
 
 def check_disjoint(specs: list[DatasetSpec], path: Path) -> None:

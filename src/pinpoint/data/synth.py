@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -129,21 +129,30 @@ def draw_targets(rng: np.random.Generator, height: int, width: int, noise_sigma:
     count = int(rng.choice(len(TARGET_COUNT_PROBABILITIES), p=TARGET_COUNT_PROBABILITIES))
     targets: list[Target] = []
     for _ in range(count):
-        fwhm = _log_uniform(rng, MIN_TARGET_FWHM, MAX_TARGET_FWHM)
-        sigma_major = max(fwhm / FWHM_PER_SIGMA, MIN_SIGMA)
-        sigma_minor = sigma_major
-        if rng.random() < 0.3:
-            sigma_minor = max(sigma_major / rng.uniform(1.2, 2.0), MIN_SIGMA)
-        shape = rng.uniform(1.0, 2.0) if fwhm > 3.0 and rng.random() < 0.3 else 1.0
-        angle = rng.uniform(0.0, math.pi)
-        snr = rng.uniform(3.0, 5.0) if rng.random() < FAINT_FRACTION else _log_uniform(rng, 5.0, 40.0)
+        look = random_target(rng, noise_sigma)
+        fwhm = look.sigma_major * FWHM_PER_SIGMA
         for _attempt in range(100):
             x = rng.uniform(0.0, width - 1.0)
             y = rng.uniform(0.0, height - 1.0)
             if all(_far_enough(x, y, fwhm, other) for other in targets):
-                targets.append(Target(x, y, sigma_major, sigma_minor, angle, shape, snr * noise_sigma))
+                targets.append(replace(look, x=x, y=y))
                 break
     return targets
+
+
+def random_target(rng: np.random.Generator, noise_sigma: float) -> Target:
+    """One target's look, drawn from the target model (at x = y = 0: the caller places it): 1 to 10 px
+    across (log-uniform), 30% elongated, some flat-topped, FAINT_FRACTION of them 3 to 5 noise sigmas
+    bright, the rest 5 to 40. Also what training pastes into real backgrounds (TrainingSet)."""
+    fwhm = _log_uniform(rng, MIN_TARGET_FWHM, MAX_TARGET_FWHM)
+    sigma_major = max(fwhm / FWHM_PER_SIGMA, MIN_SIGMA)
+    sigma_minor = sigma_major
+    if rng.random() < 0.3:
+        sigma_minor = max(sigma_major / rng.uniform(1.2, 2.0), MIN_SIGMA)
+    shape = rng.uniform(1.0, 2.0) if fwhm > 3.0 and rng.random() < 0.3 else 1.0
+    angle = rng.uniform(0.0, math.pi)
+    snr = rng.uniform(3.0, 5.0) if rng.random() < FAINT_FRACTION else _log_uniform(rng, 5.0, 40.0)
+    return Target(0.0, 0.0, sigma_major, sigma_minor, angle, shape, snr * noise_sigma)
 
 
 def render_target(canvas: np.ndarray, target: Target) -> None:
