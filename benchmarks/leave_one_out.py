@@ -4,7 +4,6 @@
     python benchmarks/leave_one_out.py --only without-hit-uav        # one source left out (the others kept from the JSON)
     python benchmarks/leave_one_out.py                               # every row: all, then each source left out (~5 hours)
     python benchmarks/leave_one_out.py --recipe benchmarks/recipes/clutter-no-synth.toml --only all   # another recipe
-    python benchmarks/leave_one_out.py --only all --hard-negatives 0.5   # a training option on top: row all-hard0.5
     python benchmarks/leave_one_out.py --only shipped                # the model in the package, scored as it is
     python benchmarks/leave_one_out.py --replot                      # the table again from the JSON
     python benchmarks/leave_one_out.py --false-alarms all            # pictures of a row's false alarms on the clutter splits
@@ -62,7 +61,6 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", metavar="ROW", help="all, without-NAME or shipped; the other rows kept from the JSON")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--epoch-size", type=int, default=4500, help="crops an epoch of row `all`")
-    parser.add_argument("--hard-negatives", type=float, default=0.0, help="train --hard-negatives (rows get -hardS)")
     parser.add_argument("--skip", nargs="+", default=[], choices=list(TESTS), metavar="TEST",
                         help="test splits not to score (drone-ir's 15,000 frames take 7 minutes)")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "leave_one_out"), help="folder for the runs")
@@ -90,14 +88,13 @@ def main() -> int:
         print(f"no dataset at {DATA / missing[0]} (see the data README)", file=sys.stderr)
         return 2
     for name in args.only or names:
-        suffix = f"-hard{args.hard_negatives:g}" if args.hard_negatives else ""
-        key = "shipped" if name == "shipped" else f"{recipe.stem}/{name}{suffix}"
+        key = "shipped" if name == "shipped" else f"{recipe.stem}/{name}"
         print(f"== {key}", flush=True)
         if name == "shipped":
             row = score_row(Detector.load(PRETRAINED_ONNX, device="cpu", threads=torch.get_num_threads()), list(CLUTTER))
             row.update(note="the model in the package, as shipped; its other figures are pretrained.py's")
         else:
-            row = run_row(recipe, specs, name, args, Path(args.work) / recipe.stem / f"{name}{suffix}")
+            row = run_row(recipe, specs, name, args, Path(args.work) / recipe.stem / name)
         rows = save_row(RESULTS, key, row, render)
         update_model_card(render(rows))
     print(f"table: {RESULTS.with_suffix('.md')} and {MODEL_CARD}")
@@ -110,7 +107,7 @@ def run_row(recipe: Path, specs: list[DatasetSpec], name: str, args: argparse.Na
     kept = [spec for spec in specs if spec.name != left_out]
     epoch_size = round(args.epoch_size * sum(s.weight for s in kept) / sum(s.weight for s in specs))
     data = recipe if left_out is None else write_recipe(kept, run.parent / f"{name}.toml")
-    settings = dict(data=str(data), epochs=args.epochs, epoch_size=epoch_size, hard_negatives=args.hard_negatives)
+    settings = dict(data=str(data), epochs=args.epochs, epoch_size=epoch_size)
     if args.reuse and (run / "best.pt").is_file():
         minutes = logged_minutes(run)
     else:

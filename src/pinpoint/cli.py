@@ -151,8 +151,6 @@ def add_train(verbs) -> None:
                    help="resize to PX x PX instead; 0 = crops")
     g.add_argument("--synth-targets", type=setting("synth_targets"), default=d.synth_targets, metavar="P",
                    help="share of crops given synthetic targets")
-    g.add_argument("--hard-negatives", type=setting("hard_negatives"), default=d.hard_negatives, metavar="S",
-                   help="crops on the model's false alarms")
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=setting("epochs"), default=d.epochs, metavar="N", help="passes over the images")
     g.add_argument("--batch", type=setting("batch"), default=d.batch, metavar="N", help="global batch size")
@@ -415,7 +413,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("--data: required (a folder with images/ and labels/), unless --resume RUN_DIR")
     cfg = TrainConfig(data=args.data, split=args.split, val_split=args.val_split, every=args.every,
-                      epoch_size=args.epoch_size, synth_targets=args.synth_targets, hard_negatives=args.hard_negatives,
+                      epoch_size=args.epoch_size, synth_targets=args.synth_targets,
                       out=args.out, overwrite=args.overwrite,
                       skip_bad=args.skip_bad, model=args.model, init=args.init, sigma=args.sigma, blob_sigma=args.blob_sigma,
                       loss=args.loss, crop_size=args.crop_size, img_size=args.img_size, epochs=args.epochs, batch=args.batch,

@@ -98,10 +98,6 @@ class TrainConfig:
     img_size: int = 0
     crop_size: int = 192
     crop_on_target: float = 0.5  # share of crops centred near a target, the rest random
-    # share of the other crops centred near the model's own false alarms on its training images (peaks
-    # away from every label and ignored region, found anew every few epochs: train.mine_false_alarms)
-    # instead of at random; 0 = off
-    hard_negatives: float = 0.0
     # augmentation
     flip: bool = True  # left-right flips
     # up-down flips and random quarter turns; both off keep every crop upright (sky above ground), a clue
@@ -191,7 +187,6 @@ RULES: dict[str, Rule] = {
     "img_size": Rule(int, 0),
     "crop_size": Rule(int, 1),
     "crop_on_target": Rule(float, 0, 1),
-    "hard_negatives": Rule(float, 0, 1),
     "intensity_jitter": Rule(float, 0, 10),
     "sigma": Rule(float, 0, 100, low_open=True),  # px; a target's gaussian wider than this covers the crop
     "blob_sigma": Rule(float, 0, 100),
@@ -229,6 +224,7 @@ def option_name(name: str) -> str:
 # resumed as it began (TrainConfig.from_dict says which); the measurements are in docs/research-log.md.
 REMOVED: dict[str, Any] = {
     "paste": 0,  # copy-paste of targets between crops
+    "hard_negatives": 0.0,  # crops centred on the model's own false alarms (removed twice: issues 25 and 35)
     "dim": 0.0,  # fading targets to a share of their contrast
     "scale_jitter": 0.0,  # zoomed crops
     "teacher": "",  # distillation from a trained model's heatmaps

@@ -44,13 +44,12 @@ from pinpoint.checkpoints import load_checkpoint, save_checkpoint
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import TrainConfig
 from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, label_kind, load_stems
-from pinpoint.data.mixture import (DatasetSpec, MixtureSampler, box_classes, check_named_classes, epoch_shares, is_dataset_file,
-                                   read_dataset_file)
+from pinpoint.data.mixture import DatasetSpec, MixtureSampler, box_classes, check_named_classes, is_dataset_file, read_dataset_file
 from pinpoint.data.videos import is_video_dataset, load_video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.files import numbered_folder, remove_stale_temporaries, write_text
 from pinpoint.losses import heatmap_loss_terms, point_loss_terms
-from pinpoint.metrics import best_threshold, evaluate, outside_ignored, pairwise_distances
+from pinpoint.metrics import best_threshold, evaluate, outside_ignored
 from pinpoint.models.registry import count_parameters, create_model
 from pinpoint.outputs import prepare_output_folder
 from pinpoint.points import Points
@@ -165,7 +164,6 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             scaler.load_state_dict(state["scaler"])
         history, threshold = state["history"], state["inference"]["threshold"]
         start_epoch, start_batch = state["epoch"] + 1, state["step"]
-        dataset.false_alarms = {int(i): np.array(xy, np.float64).reshape(-1, 2) for i, xy in state.get("false_alarms", [])}
         processes = state["processes"]
         set_rng_state(processes[cluster.rank if cluster.rank < len(processes) else 0]["rng"], device)
         carried_loss = float(np.mean([p["loss_sum"] for p in processes]))  # the epoch loss is a mean over processes
@@ -185,8 +183,6 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
         started = time.time()
         first = start_batch if epoch == start_epoch else 0  # batches a resumed epoch already did
         total, batches = (carried_loss, first) if epoch == start_epoch else (0.0, 0)
-        if cfg.hard_negatives and epoch >= 2 and (epoch - 2) % HARD_EVERY == 0 and first == 0:  # after epoch 1, then every HARD_EVERY
-            dataset.false_alarms = mine_false_alarms(final, cfg, datasets, epoch, device)
         net.train()
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch, first)
@@ -212,8 +208,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
                 processes = distributed.gather_objects(process_state(total, device))
                 if main:  # mid-epoch: `epoch - 1` epochs done, plus `batches` batches of this one
                     save_checkpoint({**make_checkpoint(final, cfg, threshold, epoch - 1, history[-1] if history else {}),
-                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history, model, ema,
-                                                       dataset.false_alarms)},
+                                     **resumable_state(optimizer, scheduler, scaler, batches, processes, history, model, ema)},
                                     out / "last.pt")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -235,8 +230,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
             threshold = row.get("val_threshold", cfg.threshold)
             checkpoint = make_checkpoint(final, cfg, threshold, epoch, row)
             save_checkpoint(checkpoint, out / "best.pt")  # the final epoch's weights, once training ends
-            save_checkpoint({**checkpoint, **resumable_state(optimizer, scheduler, scaler, 0, processes, history, model, ema,
-                                                             dataset.false_alarms)},
+            save_checkpoint({**checkpoint, **resumable_state(optimizer, scheduler, scaler, 0, processes, history, model, ema)},
                             out / "last.pt")
             write_log(history, out / "log.csv")
             plot_losses(history, out / "loss.png")
@@ -340,44 +334,6 @@ def load_initial_weights(model: torch.nn.Module, path: str) -> None:
         raise InputError(f"--init {path}: its network ({source.name}) is not the one being trained; "
                          f"train with the --model and model arguments it was trained with")
     model.load_state_dict(theirs)
-
-
-# hard negatives (cfg.hard_negatives): how often they are looked for, on how many images, the lowest
-# score that counts and how many per image
-HARD_EVERY = 5
-HARD_IMAGES = 2000
-HARD_FLOOR = 0.2
-HARD_PER_IMAGE = 4
-
-
-@torch.no_grad()
-def mine_false_alarms(model: torch.nn.Module, cfg: TrainConfig, datasets: list[LoadedDataset], epoch: int,
-                      device: torch.device) -> dict[int, np.ndarray]:
-    """The model's own false alarms on whole training images, by index into the run's training
-    samples: (N, 2) peaks scoring at least HARD_FLOOR, farther than cfg.match_px from every label and
-    outside ignored regions, the HARD_PER_IMAGE highest.
-
-    Looked for on at most HARD_IMAGES images, drawn anew each time and split between the datasets by
-    weight as an epoch is (every image of a small clutter dataset, a share of a large one): on all
-    15,000 training images of the pretraining recipe it would take minutes. Every process finds the
-    same ones (the same weights, the same draw).
-    """
-    sizes = [len(d.train) for d in datasets]
-    shares = epoch_shares(sizes, [d.spec.weight for d in datasets], min(HARD_IMAGES, sum(sizes)))
-    rng = np.random.default_rng((cfg.seed, epoch, 7))
-    detector = Detector(model, inference_settings(model, cfg.img_size, HARD_FLOOR, cfg.top_k, False, cfg.nms_kernel, False),
-                        device)
-    model.eval()  # the training loop sets train mode again
-    found, offset = {}, 0
-    for d, share in zip(datasets, shares):
-        for i in np.sort(rng.choice(len(d.train), min(share, len(d.train)), replace=False)) if d.train else []:
-            sample = d.train[i]
-            points = outside_ignored(detector.predict(sample.image, conf=HARD_FLOOR), sample.ignore)
-            near_label = (pairwise_distances(points.xy, sample.xy) <= cfg.match_px).any(axis=1)
-            if (~near_label).any():
-                found[offset + int(i)] = points.xy[~near_label][:HARD_PER_IMAGE]
-        offset += len(d.train)
-    return found
 
 
 def batch_per_process(global_batch: int, world_size: int) -> int:
@@ -736,14 +692,13 @@ def make_checkpoint(model: torch.nn.Module, cfg: TrainConfig, threshold: float, 
 
 def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, step: int,
                     processes: list[dict[str, Any]], history: list[dict[str, Any]], model: torch.nn.Module,
-                    ema: AveragedModel | None, false_alarms: dict[int, np.ndarray]) -> dict[str, Any]:
+                    ema: AveragedModel | None) -> dict[str, Any]:
     """What last.pt holds besides the weights so that training can go on as if never stopped.
 
     `step` is the number of batches done in the epoch after the checkpoint's `epoch` (0 at an
     epoch's end); `processes` holds each process's RNG states and its running loss sum. With a
     weight average, "model" holds the average (for inference) and "trained_model" the weights
-    the optimizer steps. `false_alarms` are the hard negatives the crops draw on, found with
-    weights last.pt no longer holds (as plain lists: a checkpoint holds no arrays).
+    the optimizer steps.
     """
     averaged = {"trained_model": model.state_dict(), "ema": ema.state_dict()} if ema else {}
     return {**averaged,
@@ -753,7 +708,6 @@ def resumable_state(optimizer: torch.optim.Optimizer, scheduler, scaler: torch.a
         "step": step,
         "processes": processes,
         "history": list(history),
-        "false_alarms": [[index, xy.tolist()] for index, xy in sorted(false_alarms.items())],
     }
 
 

@@ -252,8 +252,6 @@ class TrainingSet(torch.utils.data.Dataset):
         self.images = [T.standardize(s.image) for s in samples]
         # where the loss looks (1) and where not (0), as uint8: 640 x 512 frames would take 1.3 MB each in float
         self.keep = [None if s.ignore is None else (~box_mask(s.ignore, s.image.shape)).astype(np.uint8) for s in samples]
-        # sample index -> (N, 2) false alarms of the model being trained, for cfg.hard_negatives (train.mine_false_alarms)
-        self.false_alarms: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -271,7 +269,7 @@ class TrainingSet(torch.utils.data.Dataset):
             image, xy = T.resize(image, xy, size)
             keep = None if keep is None else T.resize(keep.astype(np.float32), np.zeros((0, 2)), size)[0]
         else:
-            image, xy, keep = self._crop(image, xy, keep, rng, self.false_alarms.get(index))
+            image, xy, keep = self._crop(image, xy, keep, rng)
         if self.synth_targets[index] > 0 and rng.random() < self.synth_targets[index]:
             image, xy = paste_targets(image, xy, keep, rng)
         return self._tensors(*self._augment(image, xy, keep, rng))
@@ -302,18 +300,13 @@ class TrainingSet(torch.utils.data.Dataset):
             return tensor, point.clamp(0, 1), torch.tensor(1.0)
         return tensor, torch.zeros(2), torch.tensor(0.0)
 
-    def _crop(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, rng: np.random.Generator,
-              false_alarms: np.ndarray | None = None):
+    def _crop(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, rng: np.random.Generator):
         """A crop_size window of the image (and of its keep mask), centred near a target with
-        probability crop_on_target, else near one of the model's `false_alarms` with probability
-        hard_negatives, else anywhere."""
+        probability crop_on_target."""
         size = self.cfg.crop_size
         height, width = image.shape[:2]
         if len(xy) and rng.random() < self.cfg.crop_on_target:
             cx, cy = xy[rng.integers(len(xy))] + rng.uniform(-size * 0.4, size * 0.4, 2)
-            left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
-        elif false_alarms is not None and len(false_alarms) and rng.random() < self.cfg.hard_negatives:
-            cx, cy = false_alarms[rng.integers(len(false_alarms))] + rng.uniform(-size * 0.4, size * 0.4, 2)
             left, top = int(round(cx - size / 2)), int(round(cy - size / 2))
         else:
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
