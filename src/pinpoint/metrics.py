@@ -264,10 +264,9 @@ def covered_pixels(xy: np.ndarray, image_size: tuple[int, int], radius: float, b
             continue
         cols, rows = np.arange(c0, c1 + 1) - x, np.arange(r0, r1 + 1) - y
         mask[r0:r1 + 1, c0:c1 + 1] |= cols[None, :] ** 2 + rows[:, None] ** 2 <= reach ** 2
-    for (x, y), (w, h) in zip(np.asarray(xy, np.float64), np.asarray(boxes if boxes is not None else [], np.float64)):
-        c0, c1 = max(0, math.ceil(x - w / 2 - DIST_TOLERANCE_PX)), min(width - 1, math.floor(x + w / 2 + DIST_TOLERANCE_PX))
-        r0, r1 = max(0, math.ceil(y - h / 2 - DIST_TOLERANCE_PX)), min(height - 1, math.floor(y + h / 2 + DIST_TOLERANCE_PX))
-        mask[r0:r1 + 1, c0:c1 + 1] = True
+    if boxes is not None and len(xy):  # the targets' boxes, centred on them, with the matching's tolerance
+        mask |= box_mask(np.hstack([np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(boxes, np.float64).reshape(-1, 2)]),
+                         image_size, slack=DIST_TOLERANCE_PX)
     return int(mask.sum())
 
 

@@ -43,8 +43,9 @@ from pinpoint import distributed
 from pinpoint.checkpoints import load_checkpoint, save_checkpoint
 from pinpoint.codecs.snap import snap_and_merge
 from pinpoint.config import TrainConfig
-from pinpoint.data.dataset import EpochSampler, Sample, TrainingSet, dataset_stems, format_skipped, label_kind, load_stems
-from pinpoint.data.mixture import DatasetSpec, MixtureSampler, box_classes, check_named_classes, is_dataset_file, read_dataset_file
+from pinpoint.data.dataset import (EpochSampler, Sample, TrainingSet, box_classes, dataset_stems, format_skipped, label_kind,
+                                   load_stems)
+from pinpoint.data.mixture import DatasetSpec, MixtureSampler, check_named_classes, is_dataset_file, read_dataset_file
 from pinpoint.data.videos import is_video_dataset, load_video_frames, video_stems
 from pinpoint.errors import InputError
 from pinpoint.files import numbered_folder, remove_stale_temporaries, write_text
@@ -129,7 +130,7 @@ def _train(cfg: TrainConfig, cluster: distributed.Cluster, state: dict[str, Any]
     val_groups = validation_groups(datasets)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if not any(len(sample.xy) for d in datasets for sample in d.train + d.val) and not any(synth_rate(d.spec, cfg) for d in datasets):
+    if not any(len(sample.xy) for sample in train_samples + val_samples) and not any(synth_rate(d.spec, cfg) for d in datasets):
         raise InputError(f"{cfg.data}: no target in any image (a folder without labels/ is read as backgrounds); "
                          "a run needs targets to learn: labels/NAME.txt beside the images, or --synth-targets")
     dataset = TrainingSet(train_samples, cfg, model.output, seed=cfg.seed,

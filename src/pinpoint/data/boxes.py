@@ -55,10 +55,6 @@ class ClassChoice:
             return "ignore"
         return None
 
-    def named(self) -> list[str]:
-        """Every class the choice names, in the order given."""
-        return [*self.targets, *self.background, *(self.ignore or ())]
-
     def describe(self) -> str:
         parts = [f"{role}: {', '.join(getattr(self, role))}" for role in ROLES if getattr(self, role)]
         return "; ".join(parts) or "every class ignored"
@@ -115,13 +111,14 @@ def read_boxes(path: str | os.PathLike, size: tuple[int, int], choice: ClassChoi
                      np.array(ignored, np.float64).reshape(-1, 4), frozenset(classes))
 
 
-def box_mask(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the pixels whose centres lie inside any of `boxes` ((K, 4) centre x, y, w, h)."""
+def box_mask(boxes: np.ndarray, size: tuple[int, int], slack: float = 0.0) -> np.ndarray:
+    """(H, W) bool: the pixels whose centres lie inside any of `boxes` ((K, 4) centre x, y, w, h),
+    each grown by `slack` px on every side (scoring's tolerance for rounding)."""
     height, width = size
     mask = np.zeros((height, width), bool)
     for x, y, w, h in np.asarray(boxes, np.float64).reshape(-1, 4):
-        c0, c1 = max(0, math.ceil(x - w / 2)), min(width - 1, math.floor(x + w / 2))
-        r0, r1 = max(0, math.ceil(y - h / 2)), min(height - 1, math.floor(y + h / 2))
+        c0, c1 = max(0, math.ceil(x - w / 2 - slack)), min(width - 1, math.floor(x + w / 2 + slack))
+        r0, r1 = max(0, math.ceil(y - h / 2 - slack)), min(height - 1, math.floor(y + h / 2 + slack))
         mask[r0:r1 + 1, c0:c1 + 1] = True
     return mask
 

@@ -31,7 +31,7 @@ from pinpoint.codecs.snap import blob_radii
 from pinpoint.config import TrainConfig
 from pinpoint.data import transforms as T
 from pinpoint.data.boxes import ClassChoice, box_mask, read_boxes
-from pinpoint.data.images import IMAGE_SUFFIXES, find_image, list_images, read_image
+from pinpoint.data.images import IMAGE_SUFFIXES, find_image, image_size, list_images, read_image
 from pinpoint.data.labels import read_labels
 from pinpoint.data.synth import random_target, render_target
 from pinpoint.errors import InputError
@@ -167,6 +167,20 @@ def load_sample(data_dir: str | os.PathLike, stem: str, classes: ClassChoice | N
     return Sample(stem, image, labels.xy * np.array([width, height], dtype=np.float64), path)
 
 
+def box_classes(data_dir: str | os.PathLike, stems: list[str]) -> set[str]:
+    """Every class the boxes files of these images hold. A file that cannot be read is left to
+    load_sample, which names it (or, with --skip-bad, leaves it out)."""
+    data_dir = Path(data_dir)
+    found: set[str] = set()
+    for stem in stems:
+        try:
+            size = image_size(find_image(data_dir / "images", stem))
+            found |= read_boxes(data_dir / "boxes" / f"{stem}.csv", size, ClassChoice()).classes
+        except InputError:
+            pass
+    return found
+
+
 def load_samples(data_dir: str | os.PathLike, split: str | os.PathLike | None = None,
                  skipped: list[str] | None = None, classes: ClassChoice | None = None) -> list[Sample]:
     """Every sample of a dataset (or split); bad files raise, or are recorded in `skipped` and left out."""
@@ -265,9 +279,7 @@ class TrainingSet(torch.utils.data.Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         image, xy, keep = self.images[index], self.samples[index].xy, self.keep[index]
         if self.cfg.img_size:
-            size = (self.cfg.img_size, self.cfg.img_size)
-            image, xy = T.resize(image, xy, size)
-            keep = None if keep is None else T.resize(keep.astype(np.float32), np.zeros((0, 2)), size)[0]
+            image, xy, keep = with_mask(T.resize, image, xy, keep, (self.cfg.img_size, self.cfg.img_size))
         else:
             image, xy, keep = self._crop(image, xy, keep, rng)
         if self.synth_targets[index] > 0 and rng.random() < self.synth_targets[index]:
@@ -278,9 +290,7 @@ class TrainingSet(torch.utils.data.Dataset):
         """The un-augmented whole image as inference sees it (resized, or padded to `stride`), with its target."""
         image, xy, keep = self.images[index], self.samples[index].xy, self.keep[index]
         if self.cfg.img_size:
-            size = (self.cfg.img_size, self.cfg.img_size)
-            image, xy = T.resize(image, xy, size)
-            keep = None if keep is None else T.resize(keep.astype(np.float32), np.zeros((0, 2)), size)[0]
+            image, xy, keep = with_mask(T.resize, image, xy, keep, (self.cfg.img_size, self.cfg.img_size))
         else:
             image = T.pad_to_multiple(image, stride)
             keep = None if keep is None else T.pad_to_multiple(keep, stride)
@@ -312,28 +322,33 @@ class TrainingSet(torch.utils.data.Dataset):
             left = int(rng.integers(min(0, width - size), max(width - size, 0) + 1))
             top = int(rng.integers(min(0, height - size), max(height - size, 0) + 1))
         if keep is not None:  # outside the image the loss looks: the network must stay quiet on the padding too
-            keep = T.crop(keep, np.zeros((0, 2)), top, left, (size, size), fill=1)[0]
+            keep = T.crop(keep, NO_POINTS, top, left, (size, size), fill=1)[0]
         # outside the image: its mean grey (0 once standardised)
         return (*T.crop(image, xy, top, left, (size, size), fill=float(image.mean())), keep)
 
     def _augment(self, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, rng: np.random.Generator):
         cfg = self.cfg
-        none = np.zeros((0, 2))
         if cfg.flip and rng.random() < 0.5:
-            image, xy = T.hflip(image, xy)
-            keep = None if keep is None else T.hflip(keep, none)[0]
+            image, xy, keep = with_mask(T.hflip, image, xy, keep)
         if cfg.vflip and rng.random() < 0.5:
-            image, xy = T.vflip(image, xy)
-            keep = None if keep is None else T.vflip(keep, none)[0]
+            image, xy, keep = with_mask(T.vflip, image, xy, keep)
         if cfg.rot90 and image.shape[0] == image.shape[1]:
-            turns = int(rng.integers(4))
-            image, xy = T.rot90(image, xy, turns)
-            keep = None if keep is None else T.rot90(keep, none, turns)[0]
+            image, xy, keep = with_mask(T.rot90, image, xy, keep, int(rng.integers(4)))
         if cfg.intensity_jitter > 0:
             strength = cfg.intensity_jitter
             gain, offset = float(np.exp(rng.normal(0, strength))), float(rng.normal(0, strength))
             image = image * gain + offset
         return image, xy, keep
+
+
+NO_POINTS = np.zeros((0, 2))
+
+
+def with_mask(transform: Callable, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, *args):
+    """A geometric transform of `image` and its points (data/transforms.py), made to the keep mask
+    too, so that ignored regions stay on the pixels they cover."""
+    image, xy = transform(image, xy, *args)
+    return image, xy, None if keep is None else transform(keep.astype(np.float32), NO_POINTS, *args)[0]
 
 
 PASTE_MARGIN = 4.0  # px: a pasted target's centre stays this far inside the crop

@@ -34,8 +34,6 @@ when a dataset's share is larger than the dataset.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
@@ -148,16 +146,6 @@ def _line_naming(lines: list[str], name: str, start: int) -> int:
         if f'"{name}"' in lines[number] or f"'{name}'" in lines[number]:
             return number + 1
     return start + 1
-
-
-def box_classes(folder: Path, stems: list[str]) -> set[str]:
-    """Every class the boxes files of these images hold (their rows checked when the images load)."""
-    found = set()
-    for stem in stems:
-        rows = csv.reader(io.StringIO(read_user_text(folder / "boxes" / f"{stem}.csv", "boxes CSV")))
-        next(rows, None)
-        found.update(row[-1].strip() for row in rows if row and "".join(row).strip())
-    return found
 
 
 def check_named_classes(spec: DatasetSpec, found: set[str]) -> None:
