@@ -175,3 +175,23 @@ def test_synthetic_targets_are_drawn_in_the_share_of_crops_asked(tmp_path: Path)
             with_targets += bool(dataset[0][1].max() > 0.5)
         assert abs(with_targets / 200 - rate) < 0.1, (rate, with_targets)
 
+
+
+def test_validation_reports_false_alarms_for_a_dataset_without_targets(tmp_path: Path, capsys) -> None:
+    from pinpoint.cli import main
+    from pinpoint.data.synth import synthesize
+
+    synthesize(tmp_path / "spots", n=12, min_size=48, max_size=48)
+    (tmp_path / "plain" / "images").mkdir(parents=True)
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / "plain" / "images" / f"b{i}.png"),
+                    np.random.default_rng(i).integers(40, 200, (48, 48)).astype(np.uint8))
+    sets = tmp_path / "sets.toml"
+    sets.write_text('[[dataset]]\npath = "spots"\n\n[[dataset]]\npath = "plain"\nweight = 0.5\n')
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(sets), "--epochs", "1", "--batch", "4", "--crop-size", "32", "--epoch-size", "16",
+                 "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("epoch 1/1"))
+    assert "(F1 spots " in line and "; false alarms an image plain " in line
+    header = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert "val_f1_spots" in header and "val_fa_plain" in header and "val_f1_plain" not in header

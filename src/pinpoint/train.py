@@ -539,7 +539,8 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     """Validation F1 at its best threshold (so epochs compare on the best they can do), AP, the
     threshold to store (the best one, or with `smooth` the centre of the best plateau: best_threshold)
     and whether to snap points to their blobs. With `groups` (a dataset's name and where its
-    samples sit), also each dataset's F1 at that threshold, as `val_f1_NAME`.
+    samples sit), also each dataset's F1 at that threshold, as `val_f1_NAME`, or for a dataset
+    without targets (backgrounds) its false alarms an image, as `val_fa_NAME`.
 
     When the detector's settings allow snapping, validation runs with and without it, and snapping
     is kept only if it raises F1, or keeps F1 and lowers the mean localisation error. It refines positions,
@@ -573,7 +574,11 @@ def evaluate_detector(detector: Detector, samples: list[Sample], match_px: float
     row = {key: value for key, value in chosen.items() if key != "loc"}
     preds = variants[-1][1] if chosen is snapped and allowed else unsnapped
     for name, where in groups:
-        row[f"val_f1_{name}"] = evaluate(preds[where], gts[where], (match_px,), score_threshold=row["val_threshold"])[match_px].F1
+        scores = evaluate(preds[where], gts[where], (match_px,), score_threshold=row["val_threshold"])[match_px]
+        if scores.targets:
+            row[f"val_f1_{name}"] = scores.F1
+        else:  # backgrounds: F1 is 0 or undefined there, what tells is how often the model fires
+            row[f"val_fa_{name}"] = scores.false_alarms_per_image
     return row
 
 
@@ -760,8 +765,10 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     if "val_loss" in row:
         parts += [f"val loss {row['val_loss']:.5f}", f"val F1 {row['val_f1']:.3f}", f"val AP {row['val_ap']:.3f}"]
         each = [f"{key[len('val_f1_'):]} {value:.3f}" for key, value in row.items() if key.startswith("val_f1_")]
-        if each:
-            parts.append(f"(F1 {', '.join(each)})")
+        quiet = [f"{key[len('val_fa_'):]} {value:.2f}" for key, value in row.items() if key.startswith("val_fa_")]
+        said = ([f"F1 {', '.join(each)}"] if each else []) + ([f"false alarms an image {', '.join(quiet)}"] if quiet else [])
+        if said:
+            parts.append(f"({'; '.join(said)})")
         if row.get("val_snap"):
             parts.append("snapped")
     parts.append(f"{row['seconds']:.1f}s")
