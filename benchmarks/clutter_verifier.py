@@ -2,6 +2,7 @@
 
     python benchmarks/clutter_verifier.py benchmarks/work/leave_one_out/clutter/all [--patch 32] [--paste 0.5]
     python benchmarks/clutter_verifier.py RUN --sweep-only      # the detector alone along the cuts (RUN: also a .pt)
+    python benchmarks/clutter_verifier.py RUN --in-boxes        # what it fires on in HIT-UAV test's labelled boxes
 
 The clutter recipe's model (benchmarks/leave_one_out.py) still fires on isolated hot spots on the
 ground (lamps, car lights, warm specks), and a higher cut that silences them gives up MDvsFA's faint
@@ -35,7 +36,7 @@ import numpy as np
 from nuaa_sirst_verifier import Verifier, patches, rescore, train_verifier
 from pretrained import DATA, ROOT, TESTS
 from pinpoint.config import TrainConfig
-from pinpoint.data.boxes import box_mask
+from pinpoint.data.boxes import ClassChoice, box_mask, inside_boxes, read_boxes
 from pinpoint.data.dataset import Sample, paste_targets
 from pinpoint.evaluate import dataset_samples
 from pinpoint.metrics import Evaluator, best_threshold, match_points, outside_ignored
@@ -45,6 +46,7 @@ from pinpoint.train import ground_truth, load_dataset, read_checkpoint, training
 
 SHIFT = 1  # as nuaa_sirst_verifier: training patches are cut this much larger for shifts
 DISTANCE = {"drone-ir": 5.0}  # matching distance per dataset; 3 px elsewhere
+HIT_UAV_CLASSES = ("Person", "Car", "Bicycle", "OtherVehicle", "DontCare")
 CUTS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 
 
@@ -107,6 +109,23 @@ def test_candidates(detector: Detector, floor: float, limit: int | None) -> dict
     return out
 
 
+def points_in_boxes(detector: Detector) -> dict[str, int]:
+    """HIT-UAV test's points at the detector's own cut, counted by the class of the box they fall in
+    (first match in the order of the classes; "outside" if in none): what the model fires on there."""
+    root = DATA / "HIT-UAV"
+    counts = dict.fromkeys(HIT_UAV_CLASSES + ("outside",), 0)
+    for sample in dataset_samples(root, root / TESTS["hit-uav"][1]):
+        points = detector.predict(sample.image)
+        left = np.ones(len(points), bool)
+        for name in HIT_UAV_CLASSES:
+            labels = read_boxes(root / "boxes" / f"{sample.stem}.csv", sample.image.shape, ClassChoice((name,)))
+            inside = inside_boxes(points.xy, np.hstack([labels.xy, labels.boxes])) & left
+            counts[name] += int(inside.sum())
+            left &= ~inside
+        counts["outside"] += int(left.sum())
+    return counts
+
+
 def scores_at(found: dict[str, list[tuple[Sample, Points]]], cut: float) -> str:
     """One line: FA/MP on the clutter splits, F1 on the others, at score cut `cut`."""
     cells = []
@@ -133,7 +152,7 @@ def rescored(net: Verifier, pairs: list[tuple[Sample, Points]], size: int) -> li
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a finished run folder (best.pt, last.pt); with --sweep-only also a checkpoint")
+    parser.add_argument("run", type=Path, help="a finished run folder (best.pt, last.pt); with --sweep-only or --in-boxes also a checkpoint")
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--floor", type=float, default=0.1)
@@ -142,11 +161,15 @@ def main() -> int:
     parser.add_argument("--paste", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep-only", action="store_true", help="no verifier: the detector's test scores along the cuts")
+    parser.add_argument("--in-boxes", action="store_true", help="no verifier: HIT-UAV test's points by the class of their box")
     parser.add_argument("--limit", type=int, help="score only the first LIMIT images of each test split (a quick look)")
     args = parser.parse_args()
     start = time.time()
     detector = Detector.load(args.run if args.run.is_file() else args.run / "best.pt", device="cpu")
     print(f"{args.run}: stored cut {detector.threshold:.3f}", flush=True)
+    if args.in_boxes:
+        print(f"  HIT-UAV test, points at the stored cut by the box they fall in: {points_in_boxes(detector)}")
+        return 0
     if args.sweep_only:
         found = test_candidates(detector, args.floor, args.limit)
         print(f"  at the stored cut: {scores_at(found, detector.threshold)}")
