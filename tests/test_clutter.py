@@ -176,7 +176,6 @@ def test_synthetic_targets_are_drawn_in_the_share_of_crops_asked(tmp_path: Path)
         assert abs(with_targets / 200 - rate) < 0.1, (rate, with_targets)
 
 
-
 def test_validation_reports_false_alarms_for_a_dataset_without_targets(tmp_path: Path, capsys) -> None:
     from pinpoint.cli import main
     from pinpoint.data.synth import synthesize
