@@ -33,18 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
-from nuaa_sirst_verifier import Verifier, patches, rescore, train_verifier
+from nuaa_sirst_verifier import Verifier, rescore, train_verifier, training_patches
 from pretrained import DATA, ROOT, TESTS
 from pinpoint.config import TrainConfig
-from pinpoint.data.boxes import ClassChoice, box_mask, inside_boxes, read_boxes
-from pinpoint.data.dataset import Sample, paste_targets
+from pinpoint.data.boxes import ClassChoice, inside_boxes, read_boxes
+from pinpoint.data.dataset import Sample, keep_mask, paste_targets
 from pinpoint.evaluate import dataset_samples
 from pinpoint.metrics import Evaluator, best_threshold, match_points, outside_ignored
 from pinpoint.points import Points
 from pinpoint.predict import Detector
 from pinpoint.train import ground_truth, load_dataset, read_checkpoint, training_datasets
 
-SHIFT = 1  # as nuaa_sirst_verifier: training patches are cut this much larger for shifts
 DISTANCE = {"drone-ir": 5.0}  # matching distance per dataset; 3 px elsewhere
 HIT_UAV_CLASSES = ("Person", "Car", "Bicycle", "OtherVehicle", "DontCare")
 CUTS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
@@ -58,10 +57,7 @@ def candidates(detector: Detector, sample: Sample, floor: float, distance: float
 
 def with_pasted(sample: Sample, rng: np.random.Generator) -> Sample:
     """The sample with 1 to 3 synthetic targets pasted outside its ignored boxes (as training does)."""
-    keep = None
-    if sample.ignore is not None and len(sample.ignore):
-        keep = (~box_mask(sample.ignore, sample.image.shape)).astype(np.float32)
-    image, xy = paste_targets(sample.image, sample.xy, keep, rng)
+    image, xy = paste_targets(sample.image, sample.xy, keep_mask(sample), rng)
     return dataclasses.replace(sample, image=image, xy=xy, boxes=None)
 
 
@@ -76,21 +72,23 @@ def training_set(cfg: TrainConfig, detector: Detector, per_dataset: int, per_ima
         val += [(s, candidates(detector, s, floor, distance)[0]) for s in data.val]
         chosen = rng.choice(len(data.train), min(per_dataset, len(data.train)), replace=False)
         no_targets = not any(len(s.xy) for s in data.train)
-        hits = misses = 0
+        samples, found = [], []
         for i in chosen:
             sample = data.train[i]
             if no_targets and rng.random() < paste:
                 sample = with_pasted(sample, rng)
             points, hit = candidates(detector, sample, floor, distance)
-            misses_here = np.flatnonzero(~hit)
-            dropped = misses_here[np.argsort(-points.score[misses_here])][per_image:]  # keep the hardest
-            points, hit = points[np.setdiff1d(np.arange(len(points)), dropped)], np.delete(hit, dropped)
-            xy = np.concatenate([points.xy, sample.xy])
-            cut.append(patches(sample, xy, size + 2 * SHIFT))
-            labels.append(np.r_[hit.astype(np.float32), np.ones(len(sample.xy), np.float32)])
-            hits, misses = hits + int(hit.sum()), misses + int((~hit).sum())
-        print(f"  {spec.name}: {len(chosen)} training images, {hits} candidates on targets, {misses} off them", flush=True)
-        del data
+            misses = np.flatnonzero(~hit)
+            dropped = misses[np.argsort(-points.score[misses])][per_image:]  # keep the hardest
+            samples.append(sample)
+            found.append((points[np.setdiff1d(np.arange(len(points)), dropped)], np.delete(hit, dropped)))
+        x, y = training_patches(samples, found, size)
+        cut.append(x)
+        labels.append(y)
+        hits = sum(int(hit.sum()) for _, hit in found)
+        print(f"  {spec.name}: {len(chosen)} training images, {hits} candidates on targets, "
+              f"{sum(len(hit) for _, hit in found) - hits} off them", flush=True)
+        del data, samples
     return np.concatenate(cut), np.concatenate(labels), val
 
 

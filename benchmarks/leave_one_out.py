@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch
 
 from nuaa_sirst import save_row, write_results
 import pretrained
-from pretrained import DATA, MODEL_CARD, TESTS, logged_minutes, score
+from pretrained import DATA, MODEL_CARD, TESTS, fmt, logged_minutes, score
 from pinpoint.checkpoints import PRETRAINED_ONNX
 from pinpoint.config import TrainConfig
 from pinpoint.data.mixture import DatasetSpec, read_dataset_file
@@ -203,10 +202,6 @@ def render(rows: dict) -> str:
         minutes = row.get("train_minutes")
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {fmt(minutes, 0) if minutes else ''} |")
     return "\n".join(lines) + "\n"
-
-
-def fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def update_model_card(table: str) -> None:

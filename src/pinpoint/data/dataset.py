@@ -264,8 +264,7 @@ class TrainingSet(torch.utils.data.Dataset):
         self.synth_targets = list(synth_targets) if synth_targets is not None else [0.0] * len(samples)
         # standardise once, on the whole image, as inference does (crops must not see other statistics)
         self.images = [T.standardize(s.image) for s in samples]
-        # where the loss looks (1) and where not (0), as uint8: 640 x 512 frames would take 1.3 MB each in float
-        self.keep = [None if s.ignore is None else (~box_mask(s.ignore, s.image.shape)).astype(np.uint8) for s in samples]
+        self.keep = [keep_mask(s) for s in samples]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -342,6 +341,12 @@ class TrainingSet(torch.utils.data.Dataset):
 
 
 NO_POINTS = np.zeros((0, 2))
+
+
+def keep_mask(sample: Sample) -> np.ndarray | None:
+    """(H, W) uint8: where the loss looks (1) and where not (0, the sample's ignored regions); None
+    when it looks everywhere. uint8, as 640 x 512 frames would take 1.3 MB each in float."""
+    return None if sample.ignore is None else (~box_mask(sample.ignore, sample.image.shape)).astype(np.uint8)
 
 
 def with_mask(transform: Callable, image: np.ndarray, xy: np.ndarray, keep: np.ndarray | None, *args):
